@@ -1,0 +1,111 @@
+"""Command-line interface: argparse subcommands over `slarm_bench.api`.
+
+Nothing heavy is imported at module level, so `slarm-bench --help` is fast and imports neither torch nor
+gsplat. Every subcommand converts arguments and calls one API function; errors derived from
+SlarmBenchError are printed as one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from slarm_bench import __version__
+
+
+def _add_prepare(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("prepare", help="raw dataset -> prepared sequences in the store",
+                       description="Prepare a dataset into the store. Re-running skips finished sequences; "
+                                   "--force rebuilds them.")
+    p.add_argument("dataset", help="dataset name (see `slarm-bench list datasets`)")
+    p.add_argument("--split", default=None, help="split to prepare (dataset default if omitted)")
+    p.add_argument("--scenes", default=None,
+                   help="comma-separated scene names, or N to take the first N scenes of the split")
+    p.add_argument("--scene-list", default=None, help="file with one scene name per line")
+    p.add_argument("--raw", default=None, help="folder of raw files (real datasets)")
+    p.add_argument("--root", default=None, help="store root (default $SLARM_BENCH_DATA or ./data/prepared)")
+    p.add_argument("--workers", type=int, default=1, help="parallel worker processes")
+    p.add_argument("--force", action="store_true", help="rebuild sequences that already exist")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_prepare)
+
+
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    from slarm_bench import api
+
+    summary = api.prepare(args.dataset, split=args.split, scenes=args.scenes, scene_list=args.scene_list,
+                          raw=args.raw, root=args.root, workers=args.workers, force=args.force,
+                          progress=not args.quiet)
+    print(summary.describe())
+    return 0 if not summary.failed else 1
+
+
+def _add_list(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("list", help="list datasets, protocols and models")
+    p.add_argument("what", nargs="?", choices=["datasets", "protocols", "models", "all"], default="all")
+    p.set_defaults(func=_cmd_list)
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from slarm_bench import api
+
+    for section, rows in api.list_everything(args.what).items():
+        print(f"{section}:")
+        for name, summary in rows:
+            print(f"  {name:<18} {summary}")
+    return 0
+
+
+def _add_validate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("validate", help="check a prepared store: contract, checksums, schema version")
+    p.add_argument("--root", default=None, help="store root (default $SLARM_BENCH_DATA or ./data/prepared)")
+    p.add_argument("--dataset", default=None)
+    p.add_argument("--split", default=None)
+    p.add_argument("--quick", action="store_true", help="checksums only, no full decode")
+    p.set_defaults(func=_cmd_validate)
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from slarm_bench import api
+
+    report = api.validate(root=args.root, dataset=args.dataset, split=args.split, deep=not args.quick)
+    print(report.describe())
+    return 0 if report.ok else 1
+
+
+SUBCOMMANDS = [_add_prepare, _add_list, _add_validate]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="slarm-bench",
+        description="Benchmark suite for feed-forward reconstruction of dynamic driving scenes.")
+    parser.add_argument("--version", action="version", version=f"slarm-bench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in SUBCOMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from slarm_bench.errors import SlarmBenchError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except SlarmBenchError as exc:
+        print(f"slarm-bench {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"slarm-bench {args.command}: interrupted; finished work is kept, re-run to resume",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
