@@ -1,0 +1,69 @@
+"""Lazy registry of models: name -> "module:factory", plus out-of-tree plug-ins.
+
+Listing models imports nothing heavy. A plug-in package declares an entry point in the group
+`slarm_bench.models` whose value is "module:factory"; the factory takes keyword options (checkpoint,
+device, backend, ...) and returns a `models.base.Model`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+from importlib.metadata import entry_points
+from typing import Any
+
+from slarm_bench.errors import SlarmBenchError, check_name
+
+ENTRY_POINT_GROUP = "slarm_bench.models"
+
+#: Built-in presets: name -> ("module:factory", one-line summary).
+BUILTIN_MODELS: dict[str, tuple[str, str]] = {
+    "nearest": ("slarm_bench.models.simple:make_nearest",
+                "context image of the same camera closest in time (no depth, no flow)"),
+}
+
+
+def _plugin_models() -> dict[str, str]:
+    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def available_models() -> dict[str, str]:
+    """name -> "module:factory" for built-ins and plug-ins (a plug-in may not shadow a built-in)."""
+    models = {name: target for name, (target, _) in BUILTIN_MODELS.items()}
+    for name, target in _plugin_models().items():
+        models.setdefault(name, target)
+    return models
+
+
+def iter_models() -> Iterator[tuple[str, str]]:
+    plugins = _plugin_models()
+    for name in sorted(available_models()):
+        if name in BUILTIN_MODELS:
+            yield name, BUILTIN_MODELS[name][1]
+        else:
+            yield name, f"plug-in ({plugins[name]})"
+
+
+def resolve_factory(name: str) -> Any:
+    models = available_models()
+    check_name("model", name, models)
+    target = models[name]
+    module_name, _, attr = target.partition(":")
+    if not attr:
+        raise SlarmBenchError(f"model {name!r} is registered as {target!r}: expected 'module:factory'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise SlarmBenchError(f"model {name!r}: cannot import {module_name} ({exc}); install the package "
+                              "that provides it") from exc
+    try:
+        return getattr(module, attr)
+    except AttributeError as exc:
+        raise SlarmBenchError(f"model {name!r}: {module_name} has no {attr!r}") from exc
+
+
+def load_model(name: str, **options: Any) -> Any:
+    """Instantiate a registered model preset with keyword options."""
+    model = resolve_factory(name)(**options)
+    model.name = name
+    return model
