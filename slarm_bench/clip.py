@@ -200,6 +200,16 @@ class _Frames:
         _expect(version == SCHEMA_VERSION,
                 f"{what} has schema version {version}, this slarm-bench reads {SCHEMA_VERSION}: "
                 "re-run `slarm-bench prepare ... --force` to rebuild it")
+        for key in ("camera_names", "label_names"):
+            names = self.meta[key]
+            _expect(isinstance(names, (list, tuple, np.ndarray)) and all(isinstance(n, str) for n in names),
+                    f"{what}.meta[{key!r}] must be a list of strings, got {type(names).__name__}")
+        _expect(isinstance(self.meta["frame_indices"], (list, tuple, np.ndarray)),
+                f"{what}.meta['frame_indices'] must be a list of ints, "
+                f"got {type(self.meta['frame_indices']).__name__}")
+        fps = self.meta["fps"]
+        _expect(isinstance(fps, (int, float, np.integer, np.floating)) and not isinstance(fps, bool),
+                f"{what}.meta['fps'] must be a number, got {type(fps).__name__}")
         _expect(isinstance(self.images, np.ndarray) and self.images.dtype == np.uint8
                 and self.images.ndim == 5 and self.images.shape[-1] == 3,
                 f"{what}.images must be uint8 [T,V,H,W,3], got {_describe(self.images)}")
