@@ -1,0 +1,76 @@
+"""Depth RMSE (m): per image sqrt(mean((rendered expected depth - lidar depth)^2)) over valid lidar pixels,
+then averaged over images (REFERENCE.md section 2).
+
+Validity is a protocol knob, an open interval on the lidar depth: STORM d > 0 -> (0, inf); SLARM
+0.01 < d < 200 -> (0.01, 200). Mask variants intersect with validity: dynamic depth RMSE = dynamic AND
+valid. An image with no valid pixel in its mask has no value (NaN, left out of the average).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from slarm_bench.errors import check_name
+from slarm_bench.metrics.base import (
+    MASKS,
+    Metric,
+    MetricInputError,
+    Sample,
+    ValueSpec,
+    masked_mean,
+    sample_mask,
+)
+
+STORM_DEPTH_RANGE = (0.0, math.inf)
+SLARM_DEPTH_RANGE = (0.01, 200.0)
+
+
+def valid_depth(gt_depth: torch.Tensor, valid_range: tuple[float, float] = STORM_DEPTH_RANGE) -> torch.Tensor:
+    """Bool mask [B,H,W] of lidar depths strictly inside (lo, hi)."""
+    lo, hi = valid_range
+    return (gt_depth > lo) & (gt_depth < hi)
+
+
+def depth_rmse(pred: torch.Tensor, gt: torch.Tensor, valid_range: tuple[float, float] = STORM_DEPTH_RANGE,
+               mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-image depth RMSE [B] (m) of pred, gt [B,H,W] over valid (& mask) pixels; NaN where none."""
+    if pred.shape != gt.shape:
+        raise MetricInputError(
+            f"depth {tuple(pred.shape)} and gt_depth {tuple(gt.shape)} must both be [B,H,W]: render depth "
+            "at the ground truth's size."
+        )
+    valid = valid_depth(gt, valid_range)
+    if mask is not None:
+        valid = valid & mask.bool()
+    mse, _ = masked_mean((pred.to(torch.float64) - gt.to(torch.float64)) ** 2, valid)
+    return mse.sqrt()
+
+
+class DepthRMSEMetric(Metric):
+    """Depth RMSE (m), lower is better; keys depth_rmse, depth_rmse_nonsky, depth_rmse_dynamic."""
+
+    name, higher_is_better, unit = "depth_rmse", False, "m"
+
+    def __init__(self, valid_range: tuple[float, float] = STORM_DEPTH_RANGE,
+                 masks: Sequence[str] = ("full",)) -> None:
+        lo, hi = (float(v) for v in valid_range)
+        if not lo < hi:
+            raise MetricInputError(f"depth valid range {valid_range} is empty: give (low, high), low < high.")
+        self.valid_range = (lo, hi)
+        for m in masks:
+            check_name("mask variant", m, MASKS)
+        self.masks = tuple(masks)
+        super().__init__(
+            ValueSpec(f"depth_rmse{MASKS[m][0]}", False, "m", notes=f"mask={m}; valid lidar {lo} < d < {hi}")
+            for m in self.masks
+        )
+
+    def _values(self, sample: Sample) -> dict[str, tuple[torch.Tensor, None]]:
+        sample.require("depth", "gt_depth", metric=self.name)
+        return {
+            key: (depth_rmse(sample.depth, sample.gt_depth, self.valid_range, mask), None)
+            for key, mask in zip(self.specs, (sample_mask(sample, m, self.name) for m in self.masks))
+        }
