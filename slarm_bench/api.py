@@ -189,3 +189,101 @@ def _as_list(value: str | Iterable[str] | None) -> list[str] | None:
     if isinstance(value, str):
         return [v.strip() for v in value.split(",") if v.strip()]
     return list(value)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# run
+def resolve_device(device: str = "auto") -> str:
+    if device != "auto":
+        if device.startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                raise SlarmBenchError(f"--device {device} asked for, but CUDA is not available here: use "
+                                      "--device cpu (or auto)")
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def run(model: str, protocol: str, *, checkpoint: str | None = None, device: str = "auto",
+        backend: str = "auto", root: str | os.PathLike | None = None,
+        results: str | os.PathLike | None = None, mode: str | None = None, max_windows: int | None = None,
+        allow_missing: bool = False, progress: bool = True, trust_pickle: bool = False,
+        seed: int = 0, model_options: dict[str, Any] | None = None) -> Any:
+    """Score a model preset on a protocol; resumes from an existing results folder of the same binding."""
+    import sys
+    from dataclasses import replace
+
+    import torch
+
+    from slarm_bench import harness
+    from slarm_bench.models.registry import load_model
+    from slarm_bench.protocols import get_protocol
+    from slarm_bench.results import ResultFolder, environment, result_dir
+    from slarm_bench.scoring import Scorer
+    from slarm_bench.store import Store
+
+    proto = get_protocol(protocol)
+    if mode is not None:
+        check_name("mode", mode, ["batch", "stream"])
+        proto = replace(proto, mode=mode)
+    device = resolve_device(device)
+    torch.manual_seed(seed)
+    options = dict(model_options or {})
+    options.update(device=device, backend=backend)
+    if checkpoint is not None:
+        options.update(checkpoint=checkpoint, trust_pickle=trust_pickle)
+    model_obj = load_model(model, **options)
+    preset = model if proto.mode == "batch" else f"{model}@stream"
+    folder = ResultFolder(result_dir(proto.name, preset, model_obj.checkpoint_sha256(), results),
+                          proto.name, proto.version, proto.scene_list_hash)
+    provenance = {**environment(), "argv": sys.argv, "seed": seed, "device": device,
+                  "checkpoint_sha256": model_obj.checkpoint_sha256(), "protocol_card": proto.card}
+    scorer = Scorer(proto, device=device)
+    provenance["metrics"] = scorer.provenance()
+    model_obj.name = preset
+    return harness.run_protocol(model_obj, proto, Store(config.data_root(root)), folder, scorer, provenance,
+                                device=device, progress=progress, max_windows=max_windows,
+                                allow_missing=allow_missing)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# regress
+@dataclass
+class RegressOutcome:
+    protocol: str
+    ok: bool
+    table: str
+    reference: Path
+
+    def describe(self) -> str:
+        verdict = "OK: no regression" if self.ok else "REGRESSION"
+        return f"regress {self.protocol} against {self.reference}: {verdict}\n{self.table}"
+
+
+def regress(protocol: str, models: str | Iterable[str] | None = None, root: str | os.PathLike | None = None,
+            reference: str | os.PathLike | None = None, device: str = "cpu") -> RegressOutcome:
+    """Re-run models on a protocol in a scratch results folder and compare with the committed leaderboard."""
+    import tempfile
+
+    import pandas as pd
+
+    from slarm_bench import report
+
+    ref_dir = Path(reference) if reference else config.cards_dir("leaderboards") / protocol
+    csv = ref_dir / "leaderboard.csv"
+    if not csv.is_file():
+        raise SlarmBenchError(f"no committed leaderboard {csv}: run `slarm-bench run` for the models, then "
+                              f"`slarm-bench report --protocol {protocol}`, and commit {ref_dir}")
+    chosen = _as_list(models)
+    if chosen is None:
+        table = pd.read_csv(csv)
+        chosen = [str(p) for p in table.loc[~table.get("paper", False).astype(bool), "preset"].unique()]
+    with tempfile.TemporaryDirectory(prefix="slarm-regress-") as tmp:
+        for name in chosen:
+            run(name, protocol, root=root, results=tmp, device=device, progress=False)
+        current = report.load_results(tmp, protocol)
+        diff, ok = report.compare(current, ref_dir)
+    return RegressOutcome(protocol, ok, report.format_diff(diff), ref_dir)

@@ -74,7 +74,78 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-SUBCOMMANDS = [_add_prepare, _add_list, _add_validate]
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="score a model preset on a protocol (resumes finished windows)",
+                       description="Score a model on every window of a protocol. Results go to "
+                                   "<results>/<protocol>/<preset>/<checkpoint>/; re-running resumes.")
+    p.add_argument("--model", required=True, help="model preset (see `slarm-bench list models`)")
+    p.add_argument("--protocol", default="synthetic-mini", help="protocol name (default synthetic-mini)")
+    p.add_argument("--checkpoint", default=None, help="checkpoint file (safetensors, or a pickle with "
+                   "--trust-pickle)")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="allow loading a pickle checkpoint (runs code from the file: only for files you trust)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--backend", default="auto", choices=["auto", "gsplat", "torch"],
+                   help="Gaussian renderer backend (auto: gsplat on CUDA when installed, else torch)")
+    p.add_argument("--mode", default=None, choices=["batch", "stream"], help="override the protocol's mode")
+    p.add_argument("--root", default=None, help="store root (default $SLARM_BENCH_DATA or ./data/prepared)")
+    p.add_argument("--results", default=None, help="results root (default $SLARM_BENCH_RESULTS or ./results)")
+    p.add_argument("--max-windows", type=int, default=None, help="score at most N new windows (smoke runs)")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="score the scenes that are prepared; the result is marked incomplete")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_run)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from slarm_bench import api
+
+    result = api.run(args.model, args.protocol, checkpoint=args.checkpoint, device=args.device,
+                     backend=args.backend, root=args.root, results=args.results, mode=args.mode,
+                     max_windows=args.max_windows, allow_missing=args.allow_missing,
+                     progress=not args.quiet, trust_pickle=args.trust_pickle, seed=args.seed)
+    print(result.describe())
+    return 0
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="leaderboards (md, csv, tex, html, png) from result folders")
+    p.add_argument("--protocol", default=None, help="only this protocol (default: every one with results)")
+    p.add_argument("--results", default=None, help="results root (default $SLARM_BENCH_RESULTS or ./results)")
+    p.add_argument("--out", default=None, help="output root (default ./leaderboards)")
+    p.set_defaults(func=_cmd_report)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from slarm_bench import report
+
+    summary = report.report(results_root=args.results, protocol=args.protocol, out_root=args.out)
+    print(summary.describe())
+    return 0
+
+
+def _add_regress(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("regress", help="re-run models and compare with the committed leaderboard")
+    p.add_argument("--protocol", default="synthetic-mini")
+    p.add_argument("--models", default=None,
+                   help="comma-separated presets (default: those listed in the committed leaderboard)")
+    p.add_argument("--root", default=None, help="store root (default $SLARM_BENCH_DATA or ./data/prepared)")
+    p.add_argument("--reference", default=None, help="leaderboard folder (default leaderboards/<protocol>)")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_cmd_regress)
+
+
+def _cmd_regress(args: argparse.Namespace) -> int:
+    from slarm_bench import api
+
+    outcome = api.regress(args.protocol, models=args.models, root=args.root, reference=args.reference,
+                          device=args.device)
+    print(outcome.describe())
+    return 0 if outcome.ok else 1
+
+
+SUBCOMMANDS = [_add_prepare, _add_list, _add_validate, _add_run, _add_report, _add_regress]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,6 +20,10 @@ ENTRY_POINT_GROUP = "slarm_bench.models"
 BUILTIN_MODELS: dict[str, tuple[str, str]] = {
     "nearest": ("slarm_bench.models.simple:make_nearest",
                 "context image of the same camera closest in time (no depth, no flow)"),
+    "oracle": ("slarm_bench.models.oracle:make_oracle",
+               "one Gaussian per context pixel from ground truth, moved by its true velocity (ceiling)"),
+    "oracle-static": ("slarm_bench.models.oracle:make_static_oracle",
+                      "the oracle without motion: shows what motion is worth"),
 }
 
 
