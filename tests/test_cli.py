@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 import time
@@ -16,10 +15,6 @@ from slarm_bench.cli import main
 REPO = Path(__file__).resolve().parents[1]
 RUN_MAIN = "import sys; from slarm_bench.cli import main; sys.exit(main(sys.argv[1:]))"
 HEAVY = ("torch", "gsplat", "lpips", "pandas", "skimage")
-# api.prepare imports the store before it checks the dataset name; until slarm_bench/store.py exists the
-# prepare tests cannot pass. The condition lifts itself once it does.
-needs_store = pytest.mark.xfail(importlib.util.find_spec("slarm_bench.store") is None, strict=False,
-                                reason="slarm_bench/store.py, imported by api.prepare, does not exist yet")
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -56,7 +51,8 @@ def test_help_imports_nothing_heavy(argv: list[str]) -> None:
         "assert not heavy, heavy\n"
         "print('clean')\n"
     )
-    proc = subprocess.run([sys.executable, "-c", snippet], cwd=REPO, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-c", snippet], cwd=REPO, capture_output=True, text=True,
+                          timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith("clean")
 
@@ -86,8 +82,8 @@ def test_unknown_subcommand_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert "prepare" in capsys.readouterr().err
 
 
-@needs_store
-def test_prepare_unknown_dataset_says_did_you_mean(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_prepare_unknown_dataset_says_did_you_mean(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
     root = tmp_path / "store"
     code = main(["prepare", "synthetc", "--root", str(root), "--quiet"])
     captured = capsys.readouterr()
@@ -100,7 +96,6 @@ def test_prepare_unknown_dataset_says_did_you_mean(tmp_path: Path, capsys: pytes
     assert not root.exists()  # a typo leaves nothing behind
 
 
-@needs_store
 def test_prepare_unknown_dataset_subprocess() -> None:
     proc = run_cli("prepare", "nuscene", "--root", "unused-root", "--quiet")
     assert proc.returncode == 2
