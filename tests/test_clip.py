@@ -55,7 +55,8 @@ def make_sequence(pitch: float = 0.0) -> Sequence:
     depth[:, :, 0, :2] = 0.0  # no lidar return
     frames = np.repeat(np.arange(T, dtype=np.int32), 2)
     boxes = Boxes(
-        frame=frames, track_id=np.tile(np.array([3, 9], np.int64), T), label=np.tile(np.array([1, 4], np.uint8), T),
+        frame=frames, track_id=np.tile(np.array([3, 9], np.int64), T),
+        label=np.tile(np.array([1, 4], np.uint8), T),
         centre=np.stack([ego_position(int(f)) + [12.0, 2.0 * (i % 2) - 1.0, 0.8]
                          for i, f in enumerate(frames)]).astype(np.float32),
         size=np.tile(np.array([[4.5, 1.9, 1.6], [0.8, 0.8, 1.8]], np.float32), (T, 1)),
@@ -174,10 +175,12 @@ BROKEN: dict[str, tuple[Callable[[Sequence], Sequence], str]] = {
     "depth_dense float64": (_cast("depth_dense", np.float64), "depth_dense must be float32"),
     "instance int64": (_cast("instance", np.int64), "instance must be int32"),
     **{f"{m} uint8": (_cast(m, np.uint8), f"{m} must be bool") for m in MASK_FIELDS},
-    "intrinsics list": (lambda s: s.replace(intrinsics=s.intrinsics.tolist()), "intrinsics must be a numpy array"),
+    "intrinsics list": (lambda s: s.replace(intrinsics=s.intrinsics.tolist()),
+                        "intrinsics must be a numpy array"),
     # shapes
     "images 4d": (_reshape("images", lambda a: a[0]), "images must be uint8 [T,V,H,W,3]"),
-    "images rgba": (_reshape("images", lambda a: np.concatenate([a, a[..., :1]], -1)), "images must be uint8"),
+    "images rgba": (_reshape("images", lambda a: np.concatenate([a, a[..., :1]], -1)),
+                    "images must be uint8"),
     "images empty": (_reshape("images", lambda a: a[:0]), "images is empty"),
     "intrinsics 3x4": (_reshape("intrinsics", lambda a: np.concatenate([a, a[..., :1]], -1)),
                        "intrinsics must have shape"),
@@ -189,25 +192,32 @@ BROKEN: dict[str, tuple[Callable[[Sequence], Sequence], str]] = {
     "sky extra axis": (_reshape("sky", lambda a: a[..., None]), "sky must have shape"),
     "semantic cameras swapped": (_reshape("semantic", lambda a: a[:, :2]), "semantic must have shape"),
     # poses
-    "pose nan": (_edit("cam_to_world", lambda a: _set(a, (0, 1, 0, 3), np.nan)), "cam_to_world has non-finite"),
-    "pose inf": (_edit("cam_to_world", lambda a: _set(a, (3, 0, 1, 1), np.inf)), "cam_to_world has non-finite"),
+    "pose nan": (_edit("cam_to_world", lambda a: _set(a, (0, 1, 0, 3), np.nan)),
+                 "cam_to_world has non-finite"),
+    "pose inf": (_edit("cam_to_world", lambda a: _set(a, (3, 0, 1, 1), np.inf)),
+                 "cam_to_world has non-finite"),
     "pose not orthonormal": (_edit("cam_to_world", _scale_rotation), "not orthonormal"),
     "pose reflection": (_edit("cam_to_world", _reflect), "reflection"),
-    "pose last row": (_edit("cam_to_world", lambda a: _set(a, (1, 1, 3, 0), 0.5)), "last rows must be [0, 0, 0, 1]"),
+    "pose last row": (_edit("cam_to_world", lambda a: _set(a, (1, 1, 3, 0), 0.5)),
+                      "last rows must be [0, 0, 0, 1]"),
     "pose last row scale": (_edit("cam_to_world", lambda a: _set(a, (1, 1, 3, 3), 2.0)), "last rows"),
     # intrinsics
     "intrinsics skew": (_edit("intrinsics", lambda a: _set(a, (0, 0, 0, 1), 0.5)), "must be pinhole"),
     "intrinsics bottom row": (_edit("intrinsics", lambda a: _set(a, (0, 0, 2, 0), 0.1)), "must be pinhole"),
     "intrinsics k10": (_edit("intrinsics", lambda a: _set(a, (2, 2, 1, 0), 0.1)), "must be pinhole"),
     "intrinsics k22": (_edit("intrinsics", lambda a: _set(a, (2, 2, 2, 2), 2.0)), "must be pinhole"),
-    "principal point right": (_edit("intrinsics", lambda a: _set(a, (1, 2, 0, 2), W + 0.5)), "principal point"),
+    "principal point right": (_edit("intrinsics", lambda a: _set(a, (1, 2, 0, 2), W + 0.5)),
+                              "principal point"),
     "principal point left": (_edit("intrinsics", lambda a: _set(a, (1, 2, 0, 2), -1.0)), "principal point"),
-    "principal point below": (_edit("intrinsics", lambda a: _set(a, (3, 0, 1, 2), 2.0 * H)), "principal point"),
-    "principal point full-res": (_edit("intrinsics", lambda a: _set(a, (..., slice(0, 2), 2), [W * 2, H * 2])),
+    "principal point below": (_edit("intrinsics", lambda a: _set(a, (3, 0, 1, 2), 2.0 * H)),
+                              "principal point"),
+    "principal point full-res": (_edit("intrinsics", lambda a: _set(a, (..., slice(2), 2), [2 * W, 2 * H])),
                                  "principal point"),
-    "negative fx": (_edit("intrinsics", lambda a: _set(a, (0, 1, 0, 0), -5.0)), "focal lengths must be positive"),
+    "negative fx": (_edit("intrinsics", lambda a: _set(a, (0, 1, 0, 0), -5.0)),
+                    "focal lengths must be positive"),
     "zero fy": (_edit("intrinsics", lambda a: _set(a, (0, 1, 1, 1), 0.0)), "focal lengths must be positive"),
-    "intrinsics nan": (_edit("intrinsics", lambda a: _set(a, (0, 0, 0, 0), np.nan)), "intrinsics has non-finite"),
+    "intrinsics nan": (_edit("intrinsics", lambda a: _set(a, (0, 0, 0, 0), np.nan)),
+                       "intrinsics has non-finite"),
     # time
     "time not from 0": (_edit("time", lambda a: a.__iadd__(0.5)), "must start at 0"),
     "time decreasing": (_edit("time", _swap_times), "strictly increasing"),
@@ -243,12 +253,15 @@ BROKEN: dict[str, tuple[Callable[[Sequence], Sequence], str]] = {
     "boxes velocity flat": (_boxes("velocity", lambda a: a[:, 0]), "boxes.velocity must have shape"),
     "boxes track_id short": (_boxes("track_id", lambda a: a[:-1]), "boxes.track_id must have shape"),
     "boxes frame int64": (_boxes("frame", lambda a: a.astype(np.int64)), "boxes.frame must be int32"),
-    "boxes centre float64": (_boxes("centre", lambda a: a.astype(np.float64)), "boxes.centre must be float32"),
+    "boxes centre float64": (_boxes("centre", lambda a: a.astype(np.float64)),
+                             "boxes.centre must be float32"),
     "boxes label list": (_boxes("label", lambda a: a.tolist()), "boxes.label must be a numpy array"),
     "boxes frame out of range": (_boxes("frame", lambda a: a + 1), "boxes.frame must lie in [0, 4)"),
     "boxes frame negative": (_boxes("frame", lambda a: a - 1), "boxes.frame must lie"),
-    "boxes label out of range": (_boxes("label", lambda a: np.full_like(a, len(SLARM_CLASSES))), "boxes.label"),
-    "boxes centre nan": (_boxes("centre", lambda a: np.where(a > 0, np.nan, a)), "boxes.centre must be finite"),
+    "boxes label out of range": (_boxes("label", lambda a: np.full_like(a, len(SLARM_CLASSES))),
+                                 "boxes.label"),
+    "boxes centre nan": (_boxes("centre", lambda a: np.where(a > 0, np.nan, a)),
+                         "boxes.centre must be finite"),
     "boxes size zero": (_boxes("size", lambda a: a * 0), "boxes.size must be positive"),
 }
 
@@ -387,10 +400,12 @@ def test_clip_world_points_project_to_same_pixels(seq_and_clip: tuple[Sequence, 
     anchor = _anchor(clip)
     for ci, t in enumerate(FRAMES):
         for v in range(V):
-            pts = g.unproject_depth(s.depth[t, v], s.intrinsics[t, v], s.cam_to_world[t, v].astype(np.float64))
+            c2w = s.cam_to_world[t, v].astype(np.float64)
+            pts = g.unproject_depth(s.depth[t, v], s.intrinsics[t, v], c2w)
             pts = pts[s.depth[t, v] > 0]
             before = _project(pts, s.cam_to_world[t, v], s.intrinsics[t, v])
-            after = _project(g.transform_points(anchor, pts), clip.cam_to_world[ci, v], clip.intrinsics[ci, v])
+            after = _project(g.transform_points(anchor, pts), clip.cam_to_world[ci, v],
+                             clip.intrinsics[ci, v])
             np.testing.assert_allclose(after, before, atol=2e-3)
             # Depth is camera-relative and so unchanged; so are the intrinsics and every pixel field.
             np.testing.assert_array_equal(clip.depth[ci, v], s.depth[t, v])
