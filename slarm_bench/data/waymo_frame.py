@@ -1,0 +1,284 @@
+"""One Waymo v1 `Frame` record -> numpy: camera images, calibrations, poses, lidar points, boxes.
+
+The schema comes from the `waymo-open-dataset-tf-2-12-0` wheel (installed with --no-deps); only its
+generated `*_pb2` modules are imported, never TensorFlow. Everything here is in Waymo's own frames
+(vehicle = x forward, y left, z up; global = Waymo's world); `waymo.py` moves it into a Sequence.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import io
+import sys
+import types
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from slarm_bench.clip import SLARM_CLASSES, UNLABELLED
+from slarm_bench.data.waymo_lidar import LidarGeometry, decode_matrix_float, label_velocities, \
+    range_image_to_points
+from slarm_bench.errors import SlarmBenchError
+
+CAMERA_NAMES = ("FRONT", "FRONT_LEFT", "FRONT_RIGHT", "SIDE_LEFT", "SIDE_RIGHT")  # CameraName.Name 1..5
+LASER_NAMES = ("TOP", "FRONT", "SIDE_LEFT", "SIDE_RIGHT", "REAR")                 # LaserName.Name 1..5
+DEFAULT_CAMERAS = ("FRONT_LEFT", "FRONT", "FRONT_RIGHT")
+TOP_LASER = 1
+INSTALL_HINT = ("pip install --no-deps waymo-open-dataset-tf-2-12-0 && pip install protobuf "
+                "(or `make waymo`)")
+
+# Waymo camera-segmentation classes (camera_segmentation.proto CameraSegmentation.Type) -> SLARM class
+# names, REFERENCE.md section 2. TYPE_UNDEFINED (0) is "not labelled", so it maps to 255, not "others".
+_WAYMO_SEG_TO_SLARM = {
+    1: "others", 2: "vehicle", 3: "vehicle", 4: "vehicle", 5: "vehicle", 6: "bicycle", 7: "motorcycle",
+    8: "others", 9: "people", 10: "bicycle", 11: "motorcycle", 12: "others", 13: "others", 14: "others",
+    15: "others", 16: "others", 17: "others", 18: "others", 19: "buildings", 20: "road", 21: "road",
+    22: "road", 23: "sidewalk", 24: "others", 25: "sky", 26: "road", 27: "others", 28: "others",
+}
+WAYMO_SEG_SKY = 25
+SEG_LUT = np.full(256, UNLABELLED, np.uint8)
+for _k, _v in _WAYMO_SEG_TO_SLARM.items():
+    SEG_LUT[_k] = SLARM_CLASSES.index(_v)
+# Label.Type of 3D boxes -> SLARM class: unknown, vehicle, pedestrian, sign, cyclist.
+BOX_TYPE_TO_SLARM = np.array([SLARM_CLASSES.index(n) for n in
+                              ("others", "vehicle", "people", "others", "bicycle")], np.uint8)
+
+
+class WaymoSchemaMissing(SlarmBenchError):
+    """The Waymo protocol-buffer schema is not installed."""
+
+
+class WaymoDataError(SlarmBenchError):
+    """A Waymo file whose content cannot make the requested Sequence."""
+
+
+def load_schema() -> types.ModuleType:
+    """The `dataset_pb2` module of the Waymo schema, imported without TensorFlow.
+
+    The wheel ships `waymo_open_dataset` as a namespace package (no __init__). Should a version carry an
+    __init__ (which may import TensorFlow), a bare package module pointing at the same folder is
+    registered first so that only the generated *_pb2 files are executed.
+    """
+    if "waymo_open_dataset" not in sys.modules:
+        spec = importlib.util.find_spec("waymo_open_dataset")
+        if spec is None:
+            raise WaymoSchemaMissing(f"the Waymo schema is not installed: {INSTALL_HINT}")
+        if spec.origin not in (None, "namespace") and str(spec.origin).endswith("__init__.py"):
+            package = types.ModuleType("waymo_open_dataset")
+            package.__path__ = list(spec.submodule_search_locations or [])
+            package.__spec__ = spec
+            sys.modules["waymo_open_dataset"] = package
+    try:
+        return importlib.import_module("waymo_open_dataset.dataset_pb2")
+    except ImportError as exc:
+        raise WaymoSchemaMissing(f"the Waymo schema cannot be imported ({exc}): {INSTALL_HINT}") from exc
+
+
+def parse_frame(data: bytes, where: str = "record") -> Any:
+    pb2 = load_schema()
+    frame = pb2.Frame()
+    try:
+        frame.ParseFromString(data)
+    except Exception as exc:  # protobuf raises its own DecodeError type, not importable without the runtime
+        raise WaymoDataError(f"{where}: not a Waymo Frame ({type(exc).__name__}: {exc})") from exc
+    return frame
+
+
+@dataclass
+class CameraData:
+    """One camera of one frame, resized: image uint8 [h,w,3]; intrinsics [3,3] of that size."""
+
+    image: np.ndarray
+    intrinsics: np.ndarray
+    distortion: list[float]
+    cam_to_ego: np.ndarray          # [4,4] Waymo camera (x fwd, y left, z up) to vehicle
+    ego_to_global: np.ndarray       # [4,4] vehicle to global at the image's pose time
+    timestamp: float                # seconds (Unix), the image pose's time
+    semantic: np.ndarray | None     # uint8 [h,w] SLARM class index, 255 unlabelled; None if no label
+    source_size: tuple[int, int]    # (H, W) of the JPEG
+
+
+@dataclass
+class BoxData:
+    """3D boxes of one frame in its vehicle frame (N rows)."""
+
+    ids: list[str]
+    types: np.ndarray               # int [N] Label.Type
+    centre: np.ndarray              # [N,3]
+    size: np.ndarray                # [N,3] length, width, height
+    heading: np.ndarray             # [N]
+    velocity: np.ndarray            # [N,3] (NaN unknown)
+    acceleration: np.ndarray        # [N,3] (NaN unknown)
+    num_points: np.ndarray          # int [N], -1 unknown
+
+
+@dataclass
+class FrameData:
+    timestamp: float                # seconds (Unix)
+    pose: np.ndarray                # [4,4] vehicle to global
+    cameras: dict[str, CameraData]
+    points: np.ndarray | None       # [N,3] float32, vehicle frame of `pose`
+    velocity: np.ndarray | None     # [N,3] float32 labelled velocity (vehicle frame), None without labels
+    boxes: BoxData
+    lidar_counts: dict[str, int] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+
+
+def target_sizes(calibrations: dict[str, Any], cameras: list[str], height: int,
+                 width: int) -> dict[str, tuple[int, int]]:
+    """Valid (h, w) of each camera: width `width`; the tallest camera gets `height`, shorter ones (the side
+    cameras, 1920x886) keep their aspect with the same vertical scale and are padded below by the caller."""
+    tallest = max(int(calibrations[c].height) for c in cameras)
+    return {c: (int(round(int(calibrations[c].height) * height / tallest)), width) for c in cameras}
+
+
+def decode_jpeg(data: bytes, height: int, width: int) -> tuple[np.ndarray, float, float]:
+    """JPEG -> uint8 [height,width,3] and the scale (sx, sy) from source to output pixels.
+
+    Image.draft lets libjpeg decode at 1/2, 1/4 or 1/8 scale (DCT scaling), which is both the fastest
+    path and an area-like filter; a bilinear resize finishes when the draft size is not the target.
+    """
+    im = Image.open(io.BytesIO(data))
+    src_w, src_h = im.size
+    im.draft("RGB", (width, height))
+    draft_w, draft_h = im.size
+    factor = max(1, int(round(src_w / draft_w)))
+    im = im.convert("RGB")
+    if (draft_w, draft_h) != (width, height):
+        im = im.resize((width, height), Image.Resampling.BILINEAR)
+    arr = np.asarray(im, dtype=np.uint8)
+    return arr, width / (draft_w * factor), height / (draft_h * factor)
+
+
+def decode_panoptic_semantic(png: bytes, divisor: int, height: int, width: int, sx: float,
+                             sy: float) -> np.ndarray:
+    """Panoptic label PNG -> SLARM class per output pixel [height,width] (nearest source pixel)."""
+    pan = np.asarray(Image.open(io.BytesIO(png)))
+    rows = np.minimum(((np.arange(height) + 0.5) / sy).astype(np.int64), pan.shape[0] - 1)
+    cols = np.minimum(((np.arange(width) + 0.5) / sx).astype(np.int64), pan.shape[1] - 1)
+    semantic = pan[rows][:, cols].astype(np.int64) // max(int(divisor), 1)
+    return SEG_LUT[np.clip(semantic, 0, 255)]
+
+
+def _transform(values: Any) -> np.ndarray:
+    return np.asarray(values, np.float64).reshape(4, 4)
+
+
+def decode_boxes(frame: Any) -> BoxData:
+    labels = list(frame.laser_labels)
+    n = len(labels)
+    out = BoxData(ids=[lb.id for lb in labels], types=np.array([lb.type for lb in labels], np.int64),
+                  centre=np.zeros((n, 3)), size=np.zeros((n, 3)), heading=np.zeros(n),
+                  velocity=np.full((n, 3), np.nan), acceleration=np.full((n, 3), np.nan),
+                  num_points=np.full(n, -1, np.int64))
+    for i, lb in enumerate(labels):
+        b = lb.box
+        out.centre[i] = (b.center_x, b.center_y, b.center_z)
+        out.size[i] = (b.length, b.width, b.height)
+        out.heading[i] = b.heading
+        if lb.HasField("metadata"):
+            m = lb.metadata
+            out.velocity[i] = (m.speed_x, m.speed_y, m.speed_z)
+            out.acceleration[i] = (m.accel_x, m.accel_y, m.accel_z)
+        if lb.HasField("num_lidar_points_in_box"):
+            out.num_points[i] = lb.num_lidar_points_in_box
+    return out
+
+
+def decode_lidar(frame: Any, returns: tuple[int, ...], cache: dict[Any, LidarGeometry],
+                 min_speed: float) -> tuple[np.ndarray | None, np.ndarray | None, dict[str, int]]:
+    """All lidars' points (vehicle frame of frame.pose) and labelled velocities (None without labels)."""
+    calibs = {lc.name: lc for lc in frame.context.laser_calibrations}
+    frame_pose = _transform(frame.pose.transform)
+    pts_all, vel_all, counts = [], [], {}
+    has_flow = False
+    for laser in sorted(frame.lasers, key=lambda las: las.name):
+        name = LASER_NAMES[laser.name - 1] if 1 <= laser.name <= 5 else str(laser.name)
+        pixel_pose = None
+        for ret in returns:
+            ri = laser.ri_return1 if ret == 1 else laser.ri_return2
+            if not ri.range_image_compressed:
+                continue
+            if laser.name not in calibs:
+                raise WaymoDataError(f"lidar {name} has range images but no calibration in the frame context")
+            where = f"lidar {name} return {ret}"
+            image = decode_matrix_float(ri.range_image_compressed, where)
+            h, w = image.shape[:2]
+            key = (laser.name, h, w)
+            if key not in cache:
+                c = calibs[laser.name]
+                cache[key] = LidarGeometry.from_calibration(
+                    _transform(c.extrinsic.transform), h, w, list(c.beam_inclinations),
+                    c.beam_inclination_min, c.beam_inclination_max)
+            if laser.name == TOP_LASER and pixel_pose is None and laser.ri_return1.range_image_pose_compressed:
+                pixel_pose = decode_matrix_float(laser.ri_return1.range_image_pose_compressed,
+                                                 f"lidar {name} pixel poses")
+            pts, flat = range_image_to_points(image[..., 0], cache[key], pixel_pose,
+                                              frame_pose if pixel_pose is not None else None)
+            pts_all.append(pts)
+            counts[f"{name}/{ret}"] = int(pts.shape[0])
+            if ri.range_image_flow_compressed:
+                has_flow = True
+                flow = decode_matrix_float(ri.range_image_flow_compressed, f"{where} flow")
+                vel_all.append(label_velocities(flow, flat, min_speed))
+            else:
+                vel_all.append(None)
+    if not pts_all:
+        return None, None, counts
+    points = np.concatenate(pts_all)
+    if not has_flow:
+        return points, None, counts
+    if any(v is None for v in vel_all):
+        raise WaymoDataError("some range images carry flow labels and others do not: a partial scene-flow "
+                             "file; use the complete scene-flow release")
+    return points, np.concatenate(vel_all), counts
+
+
+def decode_frame(frame: Any, cameras: list[str], sizes: dict[str, tuple[int, int]],
+                 returns: tuple[int, ...] = (1, 2), lidar_cache: dict[Any, LidarGeometry] | None = None,
+                 min_speed: float = 0.5, with_lidar: bool = True) -> FrameData:
+    """Decode the requested cameras (resized to `sizes`), lidar points and boxes of one Frame."""
+    calibs = {CAMERA_NAMES[c.name - 1]: c for c in frame.context.camera_calibrations if 1 <= c.name <= 5}
+    frame_pose = _transform(frame.pose.transform)
+    out_cams: dict[str, CameraData] = {}
+    for img in frame.images:
+        name = CAMERA_NAMES[img.name - 1] if 1 <= img.name <= 5 else str(img.name)
+        if name not in cameras or not img.image:
+            continue
+        if name not in calibs:
+            raise WaymoDataError(f"camera {name} has an image but no calibration in the frame context")
+        cal = calibs[name]
+        h, w = sizes[name]
+        rgb, sx, sy = decode_jpeg(img.image, h, w)
+        fu, fv, cu, cv = list(cal.intrinsic)[:4]
+        k = np.array([[fu * sx, 0.0, cu * sx], [0.0, fv * sy, cv * sy], [0.0, 0.0, 1.0]])
+        pose = _transform(img.pose.transform) if len(img.pose.transform) == 16 else frame_pose
+        seg = None
+        label = img.camera_segmentation_label
+        if img.HasField("camera_segmentation_label") and label.panoptic_label:
+            seg = decode_panoptic_semantic(label.panoptic_label, label.panoptic_label_divisor, h, w, sx, sy)
+        out_cams[name] = CameraData(
+            image=rgb, intrinsics=k, distortion=[float(x) for x in list(cal.intrinsic)[4:9]],
+            cam_to_ego=_transform(cal.extrinsic.transform), ego_to_global=pose,
+            timestamp=float(img.pose_timestamp) if img.pose_timestamp else frame.timestamp_micros * 1e-6,
+            semantic=seg, source_size=(int(cal.height), int(cal.width)))
+    points = velocity = None
+    counts: dict[str, int] = {}
+    if with_lidar:
+        points, velocity, counts = decode_lidar(frame, returns, lidar_cache if lidar_cache is not None
+                                                else {}, min_speed)
+    missing = [f"camera {c}" for c in cameras if c not in out_cams]
+    if points is None:
+        missing.append("lidar")
+    if velocity is None:
+        missing.append("flow labels")
+    if not any(c.semantic is not None for c in out_cams.values()):
+        missing.append("camera segmentation")
+    if len(frame.laser_labels) == 0:
+        missing.append("3D boxes")
+    return FrameData(timestamp=frame.timestamp_micros * 1e-6, pose=frame_pose, cameras=out_cams,
+                     points=points, velocity=velocity, boxes=decode_boxes(frame), lidar_counts=counts,
+                     missing=missing)
