@@ -160,6 +160,9 @@ def test_interpolate_pose_endpoints_and_midpoint() -> None:
     angle = lambda r: np.arccos(np.clip((np.trace(r) - 1) / 2, -1, 1))  # noqa: E731
     assert angle(ra.T @ mid) == pytest.approx(angle(ra.T @ rb) / 2, abs=1e-9)
     assert angle(mid.T @ rb) == pytest.approx(angle(ra.T @ rb) / 2, abs=1e-9)
+    # Constant angular speed (slerp, not a normalised linear blend): a quarter of the way is a quarter angle.
+    quarter = g.interpolate_pose(g.make_pose(ra, np.zeros(3)), g.make_pose(rb, np.zeros(3)), 0.25)[:3, :3]
+    assert angle(ra.T @ quarter) == pytest.approx(angle(ra.T @ rb) / 4, abs=1e-9)
 
 
 def test_interpolate_pose_tiny_rotation() -> None:
@@ -355,6 +358,17 @@ def test_box_corners_and_points_in_box() -> None:
                                   [True, True, False, False, False])
     np.testing.assert_array_equal(g.points_in_box(pts, centre[0], size[0], yaw[0], margin=0.2),
                                   [True, True, True, True, False])
+    # A yaw that is not a multiple of 90 degrees: the box's own axes decide, and they agree with box_corners.
+    yaw = np.array([0.5])
+    heading = np.array([np.cos(0.5), np.sin(0.5), 0.0])
+    left = np.array([-np.sin(0.5), np.cos(0.5), 0.0])
+    pts = centre[0] + np.array([1.9 * heading, -1.9 * heading, 0.9 * left, 1.9 * left,
+                                1.1 * heading + 0.9 * left])
+    np.testing.assert_array_equal(g.points_in_box(pts, centre[0], size[0], yaw[0]),
+                                  [True, True, True, False, True])
+    corners = g.box_corners(centre, size, yaw)[0]
+    assert g.points_in_box(corners * 0.999 + centre[0] * 0.001, centre[0], size[0], yaw[0]).all()
+    np.testing.assert_allclose(corners[-1], centre[0] + 2.0 * heading + 1.0 * left + [0, 0, 0.75], atol=1e-12)
 
 
 def make_boxes(n: int = 3, seed: int = 14) -> Boxes:
