@@ -1,0 +1,278 @@
+"""The synthetic dynamic-driving dataset: procedural scenes with exact ground truth (the embedded benchmark).
+
+`generate_sequence(seed)` is a pure function of its arguments: it draws a scene (`synthetic_scene`), ray
+casts three front cameras and a 64-beam roof lidar at 10 Hz (`synthetic_raycast`), shades the images
+(`synthetic_shade`) and returns a `clip.Sequence` whose every field is exact: dense z-depth, world-frame
+rigid-body velocity of the surface at each pixel (v + w x r, from the analytic trajectories), semantics,
+instances, masks, and 3D boxes with exact velocity and acceleration. Card: datasets/synthetic.yaml.
+
+Determinism: a numpy Generator seeded from the seed, float64 arithmetic written as explicit element-wise
+operations (no BLAS, no threads), cast to float32 at the end. Same seed, same numpy build -> same bytes.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from slarm_bench import clip, geometry
+from slarm_bench.data import synthetic_raycast as rc
+from slarm_bench.data import synthetic_shade as shade
+from slarm_bench.data.synthetic_scene import (
+    CAMERA_HFOV_DEG, CAMERA_MOUNTS, CAMERA_NAMES, CAMERA_YAW_DEG, LIDAR_MOUNT, MIN_MOVING_SPEED, ROAD, SIDEWALK,
+    SKY, Scene, make_scene,
+)
+from slarm_bench.errors import SlarmBenchError, UnknownNameError, check_name
+
+GENERATOR_VERSION = "slarm-synthetic-1.0"
+FPS = 10.0
+LIDAR_ELEVATIONS_DEG = np.linspace(2.0, -24.0, 64)
+LIDAR_AZIMUTH_STEP_DEG = 0.3
+LIDAR_AZIMUTH_HALF_SPAN_DEG = 76.0  # the front sector the three cameras see (+-70 deg) plus a margin
+LIDAR_MAX_RANGE = 75.0
+SPLIT_SIZES = {"train": 2000, "val": 100, "test": 100, "mini": 4}
+# Seeds are split base + index: disjoint by construction for every split size below 1,000,000.
+SPLIT_SEED_BASE = {"train": 0, "val": 1_000_000, "test": 2_000_000, "mini": 3_000_000}
+_SCENE_RE = re.compile(r"^(train|val|test|mini)-(\d{5})$")
+
+
+class SyntheticError(SlarmBenchError):
+    """Bad arguments to the synthetic generator."""
+
+
+def split_seed(split: str, index: int) -> int:
+    """The seed of scene `index` of `split` (deterministic, disjoint across splits)."""
+    check_name("split", split, SPLIT_SIZES)
+    if not 0 <= index < SPLIT_SIZES[split]:
+        raise SyntheticError(f"synthetic split {split!r} has scenes 0..{SPLIT_SIZES[split] - 1}, not {index}")
+    return SPLIT_SEED_BASE[split] + index
+
+
+class SyntheticAdapter:
+    """`slarm-bench prepare synthetic`: scenes "<split>-<index:05d>", generated on the fly."""
+
+    name = "synthetic"
+
+    def __init__(self, height: int = 160, width: int = 240, num_frames: int = 40, **_: object):
+        self.height, self.width, self.num_frames = int(height), int(width), int(num_frames)
+        _check_size(self.height, self.width, self.num_frames)
+
+    def splits(self) -> list[str]:
+        return list(SPLIT_SIZES)
+
+    def scenes(self, split: str) -> list[str]:
+        check_name("split", split, SPLIT_SIZES)
+        return [f"{split}-{i:05d}" for i in range(SPLIT_SIZES[split])]
+
+    def build(self, split: str, scene: str) -> clip.Sequence:
+        check_name("split", split, SPLIT_SIZES)
+        match = _SCENE_RE.match(scene)
+        if match is None or match.group(1) != split or int(match.group(2)) >= SPLIT_SIZES[split]:
+            err = UnknownNameError("scene", scene, [])
+            err.args = (f"unknown synthetic scene {scene!r} in split {split!r}: scenes are "
+                        f"{split}-00000 .. {split}-{SPLIT_SIZES[split] - 1:05d}",)
+            raise err
+        seed = split_seed(split, int(match.group(2)))
+        return generate_sequence(seed, self.height, self.width, self.num_frames, scene=scene)
+
+
+def camera_intrinsics(height: int, width: int) -> np.ndarray:
+    """[3,3] float64 pinhole of every camera: CAMERA_HFOV_DEG horizontal field of view, square pixels."""
+    return geometry.intrinsics_from_fov(width, height, CAMERA_HFOV_DEG)
+
+
+def camera_poses(scene: Scene, times: np.ndarray) -> np.ndarray:
+    """[T,V,4,4] float64 OpenCV camera-to-world of the rig at `times` (the ego keeps heading 0)."""
+    ego = scene.ego.position(times)
+    out = np.zeros((len(times), len(CAMERA_NAMES), 4, 4))
+    for v, (yaw, mount) in enumerate(zip(CAMERA_YAW_DEG, CAMERA_MOUNTS)):
+        flu = geometry.make_pose(geometry.rotation_z(np.deg2rad(yaw)), np.zeros(3))
+        pose = np.broadcast_to(geometry.flu_cam_to_opencv(flu), out[:, v].shape).copy()
+        pose[:, :3, 3] = ego + np.asarray(mount)
+        out[:, v] = pose
+    return out
+
+
+def world_primitives(scene: Scene, t: float) -> tuple[rc.Primitives, dict[str, np.ndarray]]:
+    """Every primitive of the world at time t (scenery first, then agents) and the agents' kinematics."""
+    agents, kin = scene.agent_primitives(t)
+    return rc.Primitives.concat([scene.scenery, agents]), kin
+
+
+def lidar_directions(step_deg: float = LIDAR_AZIMUTH_STEP_DEG) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unit beam directions [64,C,3] (world = ego axes), elevations [64] and azimuths [C] in radians."""
+    el = np.deg2rad(LIDAR_ELEVATIONS_DEG)
+    n_az = int(round(2 * LIDAR_AZIMUTH_HALF_SPAN_DEG / step_deg)) + 1
+    az = np.deg2rad(-LIDAR_AZIMUTH_HALF_SPAN_DEG + step_deg * np.arange(n_az))
+    ce = np.cos(el)[:, None]
+    dirs = np.stack([ce * np.cos(az)[None], ce * np.sin(az)[None],
+                     np.broadcast_to(np.sin(el)[:, None], (el.size, az.size))], axis=-1)
+    return dirs, el, az
+
+
+def _camera_directions(cam_to_world: np.ndarray, k: np.ndarray, height: int, width: int) -> np.ndarray:
+    """[H,W,3] world directions of pixel centres with camera z = 1 (element-wise, no BLAS)."""
+    uv = geometry.pixel_centres(height, width)
+    x = (uv[..., 0] - k[0, 2]) / k[0, 0]
+    y = (uv[..., 1] - k[1, 2]) / k[1, 1]
+    r = cam_to_world[:3, :3]
+    return np.stack([r[i, 0] * x + r[i, 1] * y + r[i, 2] for i in range(3)], axis=-1)
+
+
+def generate_sequence(seed: int, height: int = 160, width: int = 240, num_frames: int = 40, *,
+                      scene: str | None = None,
+                      lidar_azimuth_step_deg: float = LIDAR_AZIMUTH_STEP_DEG) -> clip.Sequence:
+    """One synthetic sequence (pure function of its arguments; see the module docstring).
+
+    Returns a clip.Sequence with images uint8 [T,3,H,W,3], depth (lidar z-buffer) / depth_dense float32
+    [T,3,H,W], flow float32 [T,3,H,W,3] (m/s, world), semantic uint8, instance int32, sky / ground /
+    dynamic / dynamic_box bool [T,3,H,W], boxes for every agent and frame; world = ego pose at t = 0.
+    """
+    _check_size(height, width, num_frames)
+    times = np.arange(num_frames) / FPS
+    world = make_scene(seed, duration=float(times[-1]), num_cameras=len(CAMERA_NAMES))
+    k = camera_intrinsics(height, width)
+    c2w = camera_poses(world, times)
+    cam_dirs = [_camera_directions(c2w[0, v], k, height, width) for v in range(len(CAMERA_NAMES))]
+    cam_dir_norm = [np.sqrt((d * d).sum(-1)) for d in cam_dirs]
+    l_dirs, l_el, l_az = lidar_directions(lidar_azimuth_step_deg)
+    ego = world.ego.position(times)
+    static_corners = world.scenery.corners()
+    n_cam = len(CAMERA_NAMES)
+    shape = (num_frames, n_cam, height, width)
+    out = {
+        "images": np.zeros((*shape, 3), np.uint8), "depth": np.zeros(shape, np.float32),
+        "depth_dense": np.zeros(shape, np.float32), "flow": np.zeros((*shape, 3), np.float32),
+        "semantic": np.zeros(shape, np.uint8), "instance": np.zeros(shape, np.int32),
+        "sky": np.zeros(shape, bool), "ground": np.zeros(shape, bool), "dynamic": np.zeros(shape, bool),
+        "dynamic_box": np.zeros(shape, bool),
+    }
+    box_rows = []
+    for f, t in enumerate(times):
+        agents, kin = world.agent_primitives(float(t))
+        prims = rc.Primitives.concat([world.scenery, agents])
+        corners = np.concatenate([static_corners, agents.corners()])
+        # Lidar: one instantaneous sweep of the front sector from the roof.
+        origin = ego[f] + np.asarray(LIDAR_MOUNT)
+        rects = rc.lidar_rects(prims, corners, origin, l_el, l_az)
+        t_hit, idx = rc.cast(origin, l_dirs, prims, rects, t_max=rc.ground_hits(origin, l_dirs))
+        ok = np.isfinite(t_hit) & (t_hit <= LIDAR_MAX_RANGE)
+        points = origin + t_hit[ok][:, None] * l_dirs[ok]
+        owner = np.where(idx[ok] >= 0, prims.owner[np.maximum(idx[ok], 0)], -1)
+        num_points = np.bincount(owner[owner >= 0], minlength=len(world.agents))
+        moving = kin["speed"] > MIN_MOVING_SPEED
+        for a, agent in enumerate(world.agents):
+            centre = kin["position"][a] + np.array([0.0, 0.0, agent.size[2] / 2])
+            box_rows.append((f, agent.track_id, agent.label, centre, agent.size, kin["yaw"][a],
+                             kin["velocity"][a], kin["acceleration"][a], num_points[a]))
+        # The Waymo-protocol dynamic boxes: moving and hit by at least one lidar return.
+        sel = np.nonzero(moving & (num_points >= 1))[0]
+        sizes = np.array([world.agents[a].size for a in sel], np.float64).reshape(-1, 3)
+        centres = kin["position"][sel] + np.stack([np.zeros(sel.size), np.zeros(sel.size), sizes[:, 2] / 2], 1)
+        box_corners = geometry.box_corners(centres, sizes, kin["yaw"][sel])
+        for v in range(n_cam):
+            _render_camera(world, prims, corners, kin, moving, c2w[f, v], k, cam_dirs[v], cam_dir_norm[v],
+                           v, out, f)
+            uv, z = geometry.project_points(points, c2w[f, v], k)
+            out["depth"][f, v] = geometry.z_buffer(uv, z, height, width)[0]
+            out["dynamic_box"][f, v] = geometry.box_rectangle_mask(box_corners, c2w[f, v], k, height, width)
+    meta = {
+        "dataset": "synthetic", "scene": scene or f"seed-{int(seed)}", "camera_names": list(CAMERA_NAMES),
+        "label_names": list(clip.SLARM_CLASSES), "fps": FPS, "frame_indices": list(range(num_frames)),
+        "schema_version": clip.SCHEMA_VERSION, "flow_dense": True, "seed": int(seed),
+        "generator": GENERATOR_VERSION, "reference_camera": "FRONT",
+        "depth_source": "synthetic lidar z-buffer", "static_scene": bool(world.static),
+    }
+    return clip.Sequence(
+        images=out["images"], intrinsics=np.broadcast_to(k.astype(np.float32), (num_frames, n_cam, 3, 3)).copy(),
+        cam_to_world=c2w.astype(np.float32), time=times.astype(np.float64), meta=meta, depth=out["depth"],
+        flow=out["flow"], sky=out["sky"], dynamic=out["dynamic"], ground=out["ground"],
+        semantic=out["semantic"], boxes=_boxes(box_rows), depth_dense=out["depth_dense"],
+        instance=out["instance"], dynamic_box=out["dynamic_box"])
+
+
+def _render_camera(world: Scene, prims: rc.Primitives, corners: np.ndarray, kin: dict[str, np.ndarray],
+                   moving: np.ndarray, cam_to_world: np.ndarray, k: np.ndarray, dirs: np.ndarray,
+                   dir_norm: np.ndarray, v: int, out: dict[str, np.ndarray], f: int) -> None:
+    """Cast and shade one camera image, writing every per-pixel field of frame f, camera v into `out`."""
+    height, width = dirs.shape[:2]
+    origin = cam_to_world[:3, 3]
+    rects = rc.camera_rects(corners, geometry.invert_pose(cam_to_world), k, height, width)
+    t_hit, idx = rc.cast(origin, dirs, prims, rects, t_max=rc.ground_hits(origin, dirs))
+    sky = ~np.isfinite(t_hit)
+    ground = ~sky & (idx < 0)
+    on_prim = idx >= 0
+    out["sky"][f, v] = sky
+    out["ground"][f, v] = ground
+    out["depth_dense"][f, v] = np.where(sky, 0.0, t_hit)
+    rgb = np.zeros((height, width, 3))
+    semantic = np.full((height, width), SKY, np.uint8)
+    rgb[sky] = shade.sky_colour(world, dirs[sky])
+    # Pixel footprint on the surface (m): distance x angular pixel size / cos(incidence).
+    dist = np.where(sky, 0.0, t_hit) * dir_norm / k[0, 0]
+    pts = origin + np.where(sky, 0.0, t_hit)[..., None] * dirs
+
+    g = pts[ground]
+    cos_g = np.abs(dirs[ground][:, 2]) / dir_norm[ground]
+    albedo, is_road = shade.ground_albedo(world, g[:, 0], g[:, 1], dist[ground] / np.maximum(cos_g, 0.05))
+    rgb[ground] = albedo * shade.lambert(np.tile([0.0, 0.0, 1.0], (g.shape[0], 1)), world.sun)[:, None]
+    semantic[ground] = np.where(is_road, ROAD, SIDEWALK)
+
+    ids = idx[on_prim]
+    p = pts[on_prim]
+    local, face, normal = shade.surface_frame(prims, ids, p)
+    d = dirs[on_prim] / dir_norm[on_prim][:, None]
+    cos_p = np.abs(normal[:, 0] * d[:, 0] + normal[:, 1] * d[:, 1] + normal[:, 2] * d[:, 2])
+    albedo = shade.primitive_albedo(prims, ids, local, p[:, 2], face, dist[on_prim] / np.maximum(cos_p, 0.05))
+    rgb[on_prim] = albedo * shade.lambert(normal, world.sun)[:, None]
+    semantic[on_prim] = prims.label[ids]
+
+    owner = prims.owner[ids]
+    agent_px = owner >= 0
+    instance = np.zeros((height, width), np.int32)
+    flow = np.zeros((height, width, 3))
+    if agent_px.any():
+        a = owner[agent_px]
+        pa = p[agent_px]
+        rel = pa - kin["position"][a]
+        w = kin["yaw_rate"][a]
+        vel = kin["velocity"][a].copy()
+        vel[:, 0] -= w * rel[:, 1]  # w x r with w = (0, 0, yaw rate)
+        vel[:, 1] += w * rel[:, 0]
+        sub_inst = np.zeros(ids.shape, np.int32)
+        sub_inst[agent_px] = a + 1
+        instance[on_prim] = sub_inst
+        sub_flow = np.zeros((ids.size, 3))
+        sub_flow[agent_px] = vel
+        flow[on_prim] = sub_flow
+        sub_dyn = np.zeros(ids.shape, bool)
+        sub_dyn[agent_px] = moving[a]
+        dyn = np.zeros((height, width), bool)
+        dyn[on_prim] = sub_dyn
+        out["dynamic"][f, v] = dyn
+    out["instance"][f, v] = instance
+    out["flow"][f, v] = flow
+    out["semantic"][f, v] = semantic
+    lit = np.clip(rgb * world.camera_gain[v], 0.0, 1.0)
+    out["images"][f, v] = np.round(lit * 255.0).astype(np.uint8)
+
+
+def _boxes(rows: list[tuple]) -> clip.Boxes:
+    if not rows:
+        return clip.Boxes.empty()
+    cols = list(zip(*rows))
+    return clip.Boxes(
+        frame=np.array(cols[0], np.int32), track_id=np.array(cols[1], np.int64),
+        label=np.array(cols[2], np.uint8), centre=np.array(cols[3], np.float64).astype(np.float32),
+        size=np.array(cols[4], np.float64).astype(np.float32), yaw=np.array(cols[5], np.float64).astype(np.float32),
+        velocity=np.array(cols[6], np.float64).astype(np.float32),
+        acceleration=np.array(cols[7], np.float64).astype(np.float32), num_points=np.array(cols[8], np.int32))
+
+
+def _check_size(height: int, width: int, num_frames: int) -> None:
+    if height < 8 or width < 8:
+        raise SyntheticError(f"synthetic image size {height}x{width} is too small: use at least 8x8 "
+                             "(the default is 160x240)")
+    if num_frames < 2:
+        raise SyntheticError(f"synthetic sequences need at least 2 frames, got {num_frames}")

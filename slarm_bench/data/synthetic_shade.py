@@ -1,0 +1,207 @@
+"""Textures and shading of the synthetic dataset.
+
+Textures are closed-form functions of object coordinates (world coordinates for the static world, the
+primitive's own frame for agents), so a surface keeps its colour as it moves. They are structured (lane
+markings, tiles, windows, bricks, low-frequency sinusoids), never per-pixel noise, and their fine detail
+fades out where a pixel's footprint on the surface exceeds half the pattern's period (a closed-form
+mip-map), which keeps far surfaces free of aliasing and the images compressible.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from slarm_bench.data.synthetic_raycast import BOX, CYLINDER, Primitives
+from slarm_bench.data.synthetic_scene import (
+    M_BIKE, M_CANOPY, M_CAR_BODY, M_CAR_CABIN, M_CLOTHES, M_FACADE, M_HEAD, M_POLE, M_TRUCK, M_TRUNK,
+    Scene,
+)
+
+GLASS = np.array([0.11, 0.14, 0.2])
+WHITE_PAINT = np.array([0.9, 0.9, 0.87])
+YELLOW_PAINT = np.array([0.86, 0.7, 0.18])
+
+
+def fade(footprint: np.ndarray, period: float) -> np.ndarray:
+    """Contrast kept by a pattern of `period` metres seen with pixel `footprint` metres: 1 -> 0."""
+    return np.clip(1.0 - 2.0 * footprint / period, 0.0, 1.0)
+
+
+def _frac(x: np.ndarray) -> np.ndarray:
+    return x - np.floor(x)
+
+
+def sky_colour(scene: Scene, dirs: np.ndarray) -> np.ndarray:
+    """[N,3] sky radiance for world directions [N,3]: a gradient plus clouds, a function of direction only
+    (the sky is at infinity)."""
+    d = dirs / np.linalg.norm(dirs, axis=-1, keepdims=True)
+    el = np.clip(d[:, 2], 0.0, 1.0)
+    mix = np.clip(el * 2.5, 0.0, 1.0) ** 0.7
+    col = scene.sky_horizon + mix[:, None] * (scene.sky_zenith - scene.sky_horizon)
+    qx = d[:, 0] / (el + 0.08)
+    qy = d[:, 1] / (el + 0.08)
+    ph = scene.cloud_phase
+    dens = (np.sin(1.3 * qx + ph[0]) * np.sin(1.1 * qy + ph[1]) + 0.5 * np.sin(2.7 * qx - 1.9 * qy + ph[2])
+            + 0.25 * np.sin(5.3 * qx + 4.1 * qy + ph[3]))
+    cloud = np.clip((dens - 0.35) * 1.6, 0.0, 1.0) * np.clip(el * 8.0, 0.0, 1.0) * 0.85
+    return col + cloud[:, None] * (np.array([0.96, 0.96, 0.97]) - col)
+
+
+def ground_albedo(scene: Scene, x: np.ndarray, y: np.ndarray, fp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Albedo [N,3] and road flag [N] of ground points (x, y), pixel footprints fp [N] (m)."""
+    road = scene.road
+    is_road = road.is_road(x, y)
+    a = scene.asphalt * (1.0 + 0.07 * np.sin(0.31 * x + 0.5 * np.sin(0.13 * y)) * np.sin(0.23 * y + 0.7)
+                         + 0.05 * np.sin(0.071 * x - 0.05 * y) * fade(fp, 10.0))
+    out = np.repeat(a[:, None], 3, axis=1)
+    out[:, 2] *= 1.04
+    lo, hi = road.road_edges
+    in_lanes = (y >= road.y_right - 0.2) & (y <= road.y_left + 0.2)
+    if road.cross_x is not None:
+        in_lanes &= np.abs(x - road.cross_x) > road.cross_half
+    mark_fade = fade(fp, 0.5)
+    white = np.zeros(x.shape, bool)
+    for yb in (road.y_right, road.y_left):
+        white |= np.abs(y - yb) < 0.08
+    dashed = _frac(x / 12.0) < 0.25
+    for i in range(1, road.n_same):
+        white |= (np.abs(y - (road.y_right + i * road.lane_width)) < 0.07) & dashed
+    for i in range(1, road.n_opp):
+        white |= (np.abs(y - (road.y_centre + i * road.lane_width)) < 0.07) & dashed
+    yellow = (np.abs(np.abs(y - road.y_centre) - 0.12) < 0.06)
+    for mask, paint in ((white & in_lanes, WHITE_PAINT), (yellow & in_lanes, YELLOW_PAINT)):
+        k = mark_fade[mask, None]
+        out[mask] = out[mask] * (1 - k) + paint * k
+    # Sidewalk: paving tiles with grout lines and a bright curb stone along the road edge.
+    side = ~is_road
+    xs, ys = x[side], y[side]
+    base = np.array([0.6, 0.58, 0.55]) * (1.0 + 0.05 * np.sin(0.17 * xs + 0.11 * ys))[:, None]
+    grout = ((_frac(xs / 1.2) < 0.04) | (_frac(ys / 1.2) < 0.04)) * fade(fp[side], 1.2)
+    base *= (1.0 - 0.2 * grout)[:, None]
+    curb = (np.abs(ys - lo) < 0.3) | (np.abs(ys - hi) < 0.3)
+    base[curb] = np.array([0.75, 0.74, 0.72])
+    out[side] = base
+    return out, is_road
+
+
+def primitive_albedo(prims: Primitives, idx: np.ndarray, local: np.ndarray, height: np.ndarray,
+                     face: np.ndarray, fp: np.ndarray) -> np.ndarray:
+    """Albedo [N,3] of points on primitives.
+
+    idx [N] rows of `prims`; local [N,3] point in the primitive frame; height [N] above the ground (m);
+    face [N] int: 0/1/2 the box axis of the face (x, y, z) or for cylinders 0 side, 2 cap; fp [N] footprint.
+    """
+    colour = prims.colour[idx]
+    out = colour.copy()
+    mat = prims.material[idx]
+    half = prims.half[idx]
+    lx, ly, lz = local[:, 0], local[:, 1], local[:, 2]
+    along = np.where(face == 0, ly, lx)  # horizontal coordinate on a vertical box face
+
+    m = mat == M_FACADE
+    if m.any():
+        param = prims.param[idx[m]]
+        style = np.floor(param / 100.0)
+        spacing = np.mod(param, 100.0) / 10.0
+        u, z, f = along[m], height[m], fp[m]
+        wall = colour[m] * (1.0 + 0.06 * np.sin(0.21 * u + 0.3 * z) * fade(f, 8.0))[:, None]
+        brick = (style == 1) & ((_frac(z / 0.3) < 0.15) | (_frac(u / 0.9 + 0.5 * (_frac(z / 0.6) < 0.5)) < 0.06))
+        panel = (style == 2) & ((_frac(z / 3.2) < 0.06) | (_frac(u / (2 * spacing)) < 0.03))
+        wall *= (1.0 - 0.25 * brick * fade(f, 0.6) - 0.3 * panel * fade(f, 3.0))[:, None]
+        floor = np.floor(z / 3.2)
+        window = (_frac(u / spacing) > 0.22) & (_frac(u / spacing) < 0.78) & (_frac(z / 3.2) > 0.3) \
+            & (_frac(z / 3.2) < 0.85) & (z > 3.2)
+        shop = (z > 0.4) & (z < 2.6) & (_frac(u / (2 * spacing)) > 0.08) & (_frac(u / (2 * spacing)) < 0.92)
+        glass = GLASS * (1.0 + 0.25 * np.sin(2.3 * np.floor(u / spacing) + 1.7 * floor))[:, None]
+        k = ((window | shop) * fade(f, spacing * 0.8))[:, None]
+        res = wall * (1 - k) + glass * k
+        roof = face[m] == 2
+        res[roof] = np.array([0.32, 0.31, 0.3])
+        out[m] = res
+
+    m = mat == M_CAR_BODY
+    if m.any():
+        res = colour[m].copy()
+        res[height[m] < 0.32] = 0.07  # tyres and sills
+        ends = face[m] == 0
+        lamp = ends & (np.abs(ly[m]) > half[m, 1] - 0.35) & (height[m] > 0.5) & (height[m] < 0.68)
+        front = lx[m] > 0
+        res[lamp & front] = np.array([0.95, 0.95, 0.85])
+        res[lamp & ~front] = np.array([0.7, 0.06, 0.05])
+        out[m] = res
+
+    m = mat == M_CAR_CABIN
+    if m.any():
+        side = face[m] != 2
+        hu = np.where(face[m] == 0, half[m, 1], half[m, 0])
+        pane = side & (np.abs(along[m]) < hu - 0.12) & (lz[m] > -half[m, 2] + 0.04) & (lz[m] < half[m, 2] - 0.07)
+        res = colour[m].copy()
+        res[pane] = GLASS
+        out[m] = res
+
+    m = mat == M_TRUCK
+    if m.any():
+        res = colour[m] * (1.0 - 0.15 * (_frac(along[m] / 1.2) < 0.05) * fade(fp[m], 1.2))[:, None]
+        res[height[m] < 0.5] = 0.08
+        out[m] = res
+
+    m = mat == M_CLOTHES
+    if m.any():
+        res = colour[m] * (0.88 + 0.12 * np.sign(np.sin(height[m] * 22.0)) * fade(fp[m], 0.3))[:, None]
+        legs = (prims.param[idx[m]] == 0) & (height[m] < 0.8)
+        res[legs] = np.array([0.16, 0.17, 0.26])
+        out[m] = res
+
+    m = mat == M_HEAD
+    if m.any():
+        res = colour[m].copy()
+        res[lz[m] > 0.035] = np.array([0.12, 0.09, 0.07])
+        out[m] = res
+
+    for mat_id, freq, amp in ((M_TRUNK, 20.0, 0.15), (M_POLE, 0.0, 0.0), (M_BIKE, 0.0, 0.0)):
+        m = mat == mat_id
+        if m.any() and amp:
+            out[m] = colour[m] * (1.0 - amp + amp * np.sin(freq * (lx[m] + ly[m])) * fade(fp[m], 0.3))[:, None]
+
+    m = mat == M_CANOPY
+    if m.any():
+        ph = prims.param[idx[m]]
+        k = fade(fp[m], 1.0)
+        v = 0.85 + 0.15 * k * np.sin(4.0 * lx[m] + ph) * np.sin(4.0 * ly[m]) + 0.1 * np.sin(3.0 * lz[m] + ph)
+        out[m] = colour[m] * v[:, None]
+    return out
+
+
+def surface_frame(prims: Primitives, idx: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Local coordinates [N,3], face id [N] and world normal [N,3] of points [N,3] on primitives idx [N]."""
+    c, s = np.cos(prims.yaw[idx]), np.sin(prims.yaw[idx])
+    rel = points - prims.centre[idx]
+    local = np.stack([c * rel[:, 0] + s * rel[:, 1], -s * rel[:, 0] + c * rel[:, 1], rel[:, 2]], axis=1)
+    half = prims.half[idx]
+    kind = prims.kind[idx]
+    ratio = np.abs(local) / half
+    face = np.argmax(ratio, axis=1)
+    n_local = np.zeros_like(local)
+    rows = np.arange(local.shape[0])
+    n_local[rows, face] = np.sign(local[rows, face])
+    cyl = kind == CYLINDER
+    if cyl.any():
+        cap = ratio[cyl, 2] >= 1.0 - 1e-6
+        radial = local[cyl] * np.array([1.0, 1.0, 0.0]) / half[cyl, :1]
+        n_cyl = np.where(cap[:, None], np.array([0.0, 0.0, 1.0]) * np.sign(local[cyl, 2:3]), radial)
+        n_local[cyl] = n_cyl
+        face[cyl] = np.where(cap, 2, 0)
+    sph = (kind != BOX) & ~cyl
+    if sph.any():
+        n_local[sph] = local[sph] / half[sph, :1]
+        face[sph] = 0
+    normal = np.stack([c * n_local[:, 0] - s * n_local[:, 1], s * n_local[:, 0] + c * n_local[:, 1],
+                       n_local[:, 2]], axis=1)
+    return local, face, normal
+
+
+def lambert(normal: np.ndarray, sun: np.ndarray) -> np.ndarray:
+    """[N] brightness: ambient sky light plus a sun term."""
+    # Explicit products rather than a BLAS call: results must not depend on the BLAS build or threads.
+    cos = normal[:, 0] * sun[0] + normal[:, 1] * sun[1] + normal[:, 2] * sun[2]
+    return 0.62 + 0.45 * np.clip(cos, 0.0, None)
