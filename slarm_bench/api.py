@@ -75,11 +75,12 @@ def prepare(dataset: str, split: str | None = None, scenes: str | None = None,
             progress: bool = True, **adapter_options: Any) -> PrepareSummary:
     """Prepare scenes of a dataset split into the store; resumable (finished scenes are skipped)."""
     from slarm_bench.data import get_adapter
-    from slarm_bench.store import Store
 
     if raw is not None:
         adapter_options["raw"] = str(raw)
-    adapter = get_adapter(dataset, **adapter_options)
+    adapter = get_adapter(dataset, **adapter_options)  # unknown names fail here, before any I/O
+    from slarm_bench.store import Store
+
     split = split or adapter.splits()[0]
     check_name("split", split, adapter.splits())
     chosen = select_scenes(adapter.scenes(split), scenes, scene_list)
