@@ -222,13 +222,17 @@ def _assemble(frames: list[FrameData], cameras: list[str], sizes: dict[str, tupl
 def _project(points: np.ndarray, cam_from_vehicle: np.ndarray, k: np.ndarray, h: int,
              w: int) -> tuple[np.ndarray, np.ndarray]:
     """z-buffer of vehicle-frame points [N,3] in one OpenCV camera -> depth [h,w], point index [h,w]."""
+    # z first (one matrix-vector product) so the full projection runs only on points in front
     rot = cam_from_vehicle[:3, :3].astype(np.float32)
-    pc = points @ rot.T + cam_from_vehicle[:3, 3].astype(np.float32)
-    front = np.flatnonzero(pc[:, 2] > NEAR)
-    pc = pc[front]
-    uv = pc[:, :2] / pc[:, 2:3] * np.array([k[0, 0], k[1, 1]], np.float32) + np.array([k[0, 2], k[1, 2]],
-                                                                                       np.float32)
-    depth, idx = geometry.z_buffer(uv, pc[:, 2], h, w, near=NEAR)
+    trans = cam_from_vehicle[:3, 3].astype(np.float32)
+    z_all = points @ rot[2] + trans[2]
+    front = np.flatnonzero(z_all > NEAR)
+    pf = points[front]
+    z = z_all[front]
+    proj = (k.astype(np.float32) @ rot)[:2]
+    offset = k[:2].astype(np.float32) @ trans
+    uv = (pf @ proj.T + offset) / z[:, None]
+    depth, idx = geometry.z_buffer(uv, z, h, w, near=NEAR)
     hit = idx >= 0
     idx[hit] = front[idx[hit]]
     return depth, idx
