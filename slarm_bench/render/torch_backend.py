@@ -9,7 +9,8 @@ Same math as gsplat's CUDA kernels, step by step:
 - tiles: a Gaussian goes to tiles [floor((m - r)/ts), ceil((m + r)/ts)) per axis, sorted by camera z
   within a tile (ties by index, as gsplat's stable radix sort).
 - pixels: evaluated at centres (j + 0.5, i + 0.5); alpha = min(0.999, o exp(-sigma)), skipped when
-  sigma < 0 or alpha < 1/255; front-to-back, a pixel stops before the Gaussian that would bring its
+  alpha < 1/255 (gsplat also skips sigma < 0, which a positive-definite conic only reaches by
+  rounding); front-to-back, a pixel stops before the Gaussian that would bring its
   transmittance to <= 1e-4 (that Gaussian and all after it do not contribute).
 
 Differentiable through torch autograd. Memory is bounded by processing tiles in groups of at most
@@ -137,32 +138,38 @@ def _tile_lists(means2d: Tensor, radii: Tensor, depths: Tensor, tile_size: int, 
     return flat, tile_start, tile_count
 
 
-def _composite_segment(pix: Tensor, idx: Tensor, valid: Tensor, trans_in: Tensor, means2d: Tensor,
-                       conics: Tensor, opacities: Tensor, values: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def _quadratic_coefficients(means2d: Tensor, conics: Tensor, opacities: Tensor) -> Tensor:
+    """Per Gaussian, the 6 coefficients of -log(alpha before clamping) as a quadratic in the pixel
+    position (1, u, v, u^2, v^2, u v), u, v measured from the Gaussian's tile origin: [M,6] given the
+    means relative to that origin. Relative coordinates keep the expansion accurate in float32
+    (terms stay within a tile's extent)."""
+    mx, my = means2d.unbind(-1)
+    a, b, c = conics.unbind(-1)
+    return torch.stack([0.5 * a * mx * mx + 0.5 * c * my * my + b * mx * my - torch.log(opacities),
+                        -a * mx - b * my, -c * my - b * mx, 0.5 * a, 0.5 * c, b], -1)
+
+
+def _composite_segment(pix: Tensor, coef: Tensor, values: Tensor,
+                       trans_in: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Blend one depth-ordered segment of Gaussians into a group of tiles.
 
-    pix [G,P,2] pixel centres, idx [G,S] Gaussian indices (padded), valid [G,S], trans_in [G,P]
-    transmittance before the segment (0 for pixels already stopped), values [M,D] ->
-    blended values [G,P,D], weight sum [G,P], transmittance after [G,P] (0 where the pixel stopped).
+    pix [G,P,6] pixel monomials, coef [G,6,S] quadratic coefficients (padding: a huge constant, so
+    alpha = 0), values [G,S,D], trans_in [G,P] transmittance before the segment (0 for pixels already
+    stopped) -> blended values [G,P,D], weight sum [G,P], transmittance after [G,P] (0 where stopped).
     """
-    mu = means2d[idx]                                         # [G,S,2]
-    con = conics[idx]                                         # [G,S,3]
-    dx = mu[:, None, :, 0] - pix[:, :, None, 0]               # [G,P,S]
-    dy = mu[:, None, :, 1] - pix[:, :, None, 1]
-    sigma = 0.5 * (con[:, None, :, 0] * dx * dx + con[:, None, :, 2] * dy * dy) \
-        + con[:, None, :, 1] * dx * dy
-    alpha = torch.clamp_max(opacities[idx][:, None, :] * torch.exp(-sigma), MAX_ALPHA)
-    keep = (sigma >= 0) & (alpha >= ALPHA_THRESHOLD) & valid[:, None, :]
+    power = pix @ coef                                        # sigma - log(opacity), [G,P,S]
+    alpha = torch.clamp_max(torch.exp(-power), MAX_ALPHA)
+    keep = alpha >= ALPHA_THRESHOLD
     alpha = torch.where(keep, alpha, torch.zeros_like(alpha))
     trans = trans_in[..., None] * torch.cumprod(1.0 - alpha, dim=-1)   # transmittance after each one
     live = trans > T_THRESHOLD                                # exclusive early stop (gsplat semantics)
     trans_before = torch.cat([trans_in[..., None], trans[..., :-1]], dim=-1)
-    weights = alpha * trans_before * live.to(alpha.dtype)
+    weights = torch.where(live, alpha * trans_before, torch.zeros_like(alpha))
     wsum = weights.sum(-1)
     # A pixel that met a Gaussian it could not take is finished: later segments must not add to it.
     stopped = (keep & ~live).any(-1)
     trans_out = torch.where(stopped, torch.zeros_like(wsum), trans_in - wsum)
-    return weights @ values[idx], wsum, trans_out
+    return weights @ values, wsum, trans_out
 
 
 def rasterize_image(means2d: Tensor, conics: Tensor, opacities: Tensor, values: Tensor, radii: Tensor,
@@ -186,21 +193,30 @@ def rasterize_image(means2d: Tensor, conics: Tensor, opacities: Tensor, values: 
     out = values.new_zeros(n_tiles, ts2, d)
     alpha = values.new_zeros(n_tiles, ts2)
     local = torch.arange(ts2, device=dev)
+    lu = (local % tile_size).to(means2d.dtype) + 0.5
+    lv = (local // tile_size).to(means2d.dtype) + 0.5
+    pix = torch.stack([torch.ones_like(lu), lu, lv, lu * lu, lv * lv, lu * lv], -1)   # [P,6]
     order = torch.argsort(count, descending=True)
     order = order[count[order] > 0]
     grad = torch.is_grad_enabled() and any(t.requires_grad for t in (means2d, conics, opacities, values))
+    # Each intersection's coefficients relative to its own tile's origin; padding slot at the end.
+    isect_tile = torch.repeat_interleave(torch.arange(n_tiles, device=dev), count)
+    origin = torch.stack([isect_tile % tiles_x, isect_tile // tiles_x], -1).to(means2d.dtype) * tile_size
+    coef = _quadratic_coefficients(means2d[flat] - origin, conics[flat], opacities[flat])
+    pad = torch.zeros(1, 6, dtype=coef.dtype, device=dev)
+    pad[0, 0] = 1e4  # exp(-1e4) = 0: padding never contributes
+    coef = torch.cat([coef, pad])
+    vals = torch.cat([values[flat], values.new_zeros(1, d)])
+    n_isect = len(flat)
     group = max(1, budget // (ts2 * segment))
+    ar = torch.arange(segment, device=dev)
     for g0 in range(0, len(order), group):
         tiles = order[g0:g0 + group]
-        px = (tiles % tiles_x)[:, None] * tile_size + local[None, :] % tile_size
-        py = (tiles // tiles_x)[:, None] * tile_size + local[None, :] // tile_size
-        pix = torch.stack([px, py], -1).to(means2d.dtype) + 0.5
         trans = values.new_ones(len(tiles), ts2)
         img = values.new_zeros(len(tiles), ts2, d)
         acc = values.new_zeros(len(tiles), ts2)
         rows = torch.arange(len(tiles), device=dev)
         n_max = int(count[tiles[0]])
-        ar = torch.arange(segment, device=dev)
         for k0 in range(0, n_max, segment):
             # Tiles with Gaussians left in this segment and a pixel still accumulating.
             active = (count[tiles] > k0) & (trans.detach() > T_THRESHOLD).any(-1)
@@ -208,10 +224,9 @@ def rasterize_image(means2d: Tensor, conics: Tensor, opacities: Tensor, values: 
             if len(sel) == 0:
                 break
             t_sel = tiles[sel]
-            valid = (k0 + ar)[None, :] < count[t_sel][:, None]
-            pos = (start[t_sel][:, None] + k0 + ar[None, :]).clamp(max=len(flat) - 1)
-            idx = torch.where(valid, flat[pos], torch.zeros_like(pos))
-            args = (pix[sel], idx, valid, trans[sel], means2d, conics, opacities, values)
+            pos = start[t_sel][:, None] + k0 + ar[None, :]
+            pos = torch.where(k0 + ar[None, :] < count[t_sel][:, None], pos, torch.full_like(pos, n_isect))
+            args = (pix.expand(len(sel), -1, -1), coef[pos].transpose(1, 2), vals[pos], trans[sel])
             if grad:
                 seg_img, seg_w, seg_t = checkpoint(_composite_segment, *args, use_reentrant=False)
             else:
