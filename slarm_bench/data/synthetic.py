@@ -200,62 +200,71 @@ def _render_camera(world: Scene, prims: rc.Primitives, corners: np.ndarray, kin:
     origin = cam_to_world[:3, 3]
     rects = rc.camera_rects(corners, geometry.invert_pose(cam_to_world), k, height, width)
     t_hit, idx = rc.cast(origin, dirs, prims, rects, t_max=rc.ground_hits(origin, dirs))
+    t_hit, idx = t_hit.reshape(-1), idx.reshape(-1)
     sky = ~np.isfinite(t_hit)
-    ground = ~sky & (idx < 0)
-    on_prim = idx >= 0
-    out["sky"][f, v] = sky
-    out["ground"][f, v] = ground
-    out["depth_dense"][f, v] = np.where(sky, 0.0, t_hit)
-    rgb = np.zeros((height, width, 3))
-    semantic = np.full((height, width), SKY, np.uint8)
-    rgb[sky] = shade.sky_colour(world, dirs[sky])
-    # Pixel footprint on the surface (m): distance x angular pixel size / cos(incidence).
-    dist = np.where(sky, 0.0, t_hit) * dir_norm / k[0, 0]
-    pts = origin + np.where(sky, 0.0, t_hit)[..., None] * dirs
-
-    g = pts[ground]
-    cos_g = np.abs(dirs[ground][:, 2]) / dir_norm[ground]
-    albedo, is_road = shade.ground_albedo(world, g[:, 0], g[:, 1], dist[ground] / np.maximum(cos_g, 0.05))
-    rgb[ground] = albedo * shade.lambert(np.tile([0.0, 0.0, 1.0], (g.shape[0], 1)), world.sun)[:, None]
-    semantic[ground] = np.where(is_road, ROAD, SIDEWALK)
-
-    ids = idx[on_prim]
-    p = pts[on_prim]
-    local, face, normal = shade.surface_frame(prims, ids, p)
-    d = dirs[on_prim] / dir_norm[on_prim][:, None]
-    cos_p = np.abs(normal[:, 0] * d[:, 0] + normal[:, 1] * d[:, 1] + normal[:, 2] * d[:, 2])
-    albedo = shade.primitive_albedo(prims, ids, local, p[:, 2], face, dist[on_prim] / np.maximum(cos_p, 0.05))
-    rgb[on_prim] = albedo * shade.lambert(normal, world.sun)[:, None]
-    semantic[on_prim] = prims.label[ids]
-
-    owner = prims.owner[ids]
-    agent_px = owner >= 0
-    instance = np.zeros((height, width), np.int32)
-    flow = np.zeros((height, width, 3))
-    if agent_px.any():
-        a = owner[agent_px]
-        pa = p[agent_px]
-        rel = pa - kin["position"][a]
-        w = kin["yaw_rate"][a]
-        vel = kin["velocity"][a].copy()
-        vel[:, 0] -= w * rel[:, 1]  # w x r with w = (0, 0, yaw rate)
+    prim = np.maximum(idx, 0)
+    # Sort pixels by surface type (sky, ground, then material x kind) once, so that every texture works on
+    # a contiguous slice instead of gathering through boolean masks.
+    key = np.where(sky, 0, np.where(idx < 0, 1, 2 + 3 * prims.material[prim].astype(np.int64)
+                                    + prims.kind[prim])).astype(np.uint8)
+    order = np.argsort(key, kind="stable")  # a radix sort for uint8 keys
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(order.size)
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(key, minlength=2))])
+    t_s = np.take(np.where(sky, 0.0, t_hit), order)
+    d_s = np.take(dirs.reshape(-1, 3), order, axis=0)
+    dn_s = np.take(dir_norm.reshape(-1), order)
+    id_s = np.take(idx, order)
+    pts = origin + t_s[:, None] * d_s
+    # Pixel footprint on the surface (m): distance x angular pixel size, divided by cos(incidence) below.
+    dist = t_s * dn_s / k[0, 0]
+    n = t_s.size
+    rgb = np.zeros((n, 3))
+    semantic = np.full(n, SKY, np.uint8)
+    for key_value in np.nonzero(np.diff(bounds))[0]:
+        a, b = bounds[key_value], bounds[key_value + 1]
+        if key_value == 0:
+            rgb[a:b] = shade.sky_colour(world, d_s[a:b])
+        elif key_value == 1:
+            cos_g = np.abs(d_s[a:b, 2]) / dn_s[a:b]
+            albedo, is_road = shade.ground_albedo(world, pts[a:b, 0], pts[a:b, 1],
+                                                  dist[a:b] / np.maximum(cos_g, 0.05))
+            rgb[a:b] = albedo * shade.lambert(np.array([[0.0, 0.0, 1.0]]), world.sun)[:, None]
+            semantic[a:b] = np.where(is_road, ROAD, SIDEWALK)
+        else:
+            mat, kind = divmod(int(key_value) - 2, 3)
+            ids = id_s[a:b]
+            local, face, normal = shade.surface_frame(kind, prims, ids, pts[a:b])
+            d = d_s[a:b]
+            cos_p = np.abs(normal[:, 0] * d[:, 0] + normal[:, 1] * d[:, 1] + normal[:, 2] * d[:, 2]) / dn_s[a:b]
+            albedo = shade.material_albedo(mat, prims, ids, local, pts[a:b, 2], face,
+                                           dist[a:b] / np.maximum(cos_p, 0.05))
+            rgb[a:b] = albedo * shade.lambert(normal, world.sun)[:, None]
+            semantic[a:b] = prims.label[ids]
+    instance = np.zeros(n, np.int32)
+    flow = np.zeros((n, 3))
+    dynamic = np.zeros(n, bool)
+    a = bounds[2]
+    owner = prims.owner[id_s[a:]]
+    agent_px = np.nonzero(owner >= 0)[0] + a
+    if agent_px.size:
+        own = owner[agent_px - a]
+        rel = pts[agent_px] - kin["position"][own]
+        w = kin["yaw_rate"][own]
+        vel = kin["velocity"][own]
+        vel[:, 0] -= w * rel[:, 1]  # v + w x r with w = (0, 0, yaw rate)
         vel[:, 1] += w * rel[:, 0]
-        sub_inst = np.zeros(ids.shape, np.int32)
-        sub_inst[agent_px] = a + 1
-        instance[on_prim] = sub_inst
-        sub_flow = np.zeros((ids.size, 3))
-        sub_flow[agent_px] = vel
-        flow[on_prim] = sub_flow
-        sub_dyn = np.zeros(ids.shape, bool)
-        sub_dyn[agent_px] = moving[a]
-        dyn = np.zeros((height, width), bool)
-        dyn[on_prim] = sub_dyn
-        out["dynamic"][f, v] = dyn
-    out["instance"][f, v] = instance
-    out["flow"][f, v] = flow
-    out["semantic"][f, v] = semantic
+        flow[agent_px] = vel
+        instance[agent_px] = own + 1
+        dynamic[agent_px] = moving[own]
     lit = np.clip(rgb * world.camera_gain[v], 0.0, 1.0)
-    out["images"][f, v] = np.round(lit * 255.0).astype(np.uint8)
+    img = np.round(lit * 255.0).astype(np.uint8)
+    for name, arr in (("images", img), ("semantic", semantic), ("instance", instance), ("flow", flow),
+                      ("dynamic", dynamic)):
+        out[name][f, v] = np.take(arr, inverse, axis=0).reshape(out[name][f, v].shape)
+    out["sky"][f, v] = sky.reshape(height, width)
+    out["ground"][f, v] = (~sky & (idx < 0)).reshape(height, width)
+    out["depth_dense"][f, v] = np.where(sky, 0.0, t_hit).reshape(height, width)
 
 
 def _boxes(rows: list[tuple]) -> clip.Boxes:

@@ -84,117 +84,95 @@ def ground_albedo(scene: Scene, x: np.ndarray, y: np.ndarray, fp: np.ndarray) ->
     return out, is_road
 
 
-def primitive_albedo(prims: Primitives, idx: np.ndarray, local: np.ndarray, height: np.ndarray,
-                     face: np.ndarray, fp: np.ndarray) -> np.ndarray:
-    """Albedo [N,3] of points on primitives.
+def material_albedo(mat: int, prims: Primitives, idx: np.ndarray, local: np.ndarray, height: np.ndarray,
+                    face: np.ndarray, fp: np.ndarray) -> np.ndarray:
+    """Albedo [N,3] of points on primitives of one material `mat`.
 
     idx [N] rows of `prims`; local [N,3] point in the primitive frame; height [N] above the ground (m);
-    face [N] int: 0/1/2 the box axis of the face (x, y, z) or for cylinders 0 side, 2 cap; fp [N] footprint.
+    face [N] int: 0/1/2 the box axis of the face (x, y, z), for cylinders 0 side and 2 cap; fp [N] footprint.
     """
     colour = prims.colour[idx]
-    out = colour.copy()
-    mat = prims.material[idx]
     half = prims.half[idx]
     lx, ly, lz = local[:, 0], local[:, 1], local[:, 2]
     along = np.where(face == 0, ly, lx)  # horizontal coordinate on a vertical box face
-
-    m = mat == M_FACADE
-    if m.any():
-        param = prims.param[idx[m]]
+    if mat == M_FACADE:
+        param = prims.param[idx]
         style = np.floor(param / 100.0)
         spacing = np.mod(param, 100.0) / 10.0
-        u, z, f = along[m], height[m], fp[m]
-        wall = colour[m] * (1.0 + 0.06 * np.sin(0.21 * u + 0.3 * z) * fade(f, 8.0))[:, None]
+        u, z = along, height
+        wall = colour * (1.0 + 0.06 * np.sin(0.21 * u + 0.3 * z) * fade(fp, 8.0))[:, None]
+        zf = _frac(z / 3.2)
         brick = (style == 1) & ((_frac(z / 0.3) < 0.15) | (_frac(u / 0.9 + 0.5 * (_frac(z / 0.6) < 0.5)) < 0.06))
-        panel = (style == 2) & ((_frac(z / 3.2) < 0.06) | (_frac(u / (2 * spacing)) < 0.03))
-        wall *= (1.0 - 0.25 * brick * fade(f, 0.6) - 0.3 * panel * fade(f, 3.0))[:, None]
-        floor = np.floor(z / 3.2)
-        window = (_frac(u / spacing) > 0.22) & (_frac(u / spacing) < 0.78) & (_frac(z / 3.2) > 0.3) \
-            & (_frac(z / 3.2) < 0.85) & (z > 3.2)
-        shop = (z > 0.4) & (z < 2.6) & (_frac(u / (2 * spacing)) > 0.08) & (_frac(u / (2 * spacing)) < 0.92)
-        glass = GLASS * (1.0 + 0.25 * np.sin(2.3 * np.floor(u / spacing) + 1.7 * floor))[:, None]
-        k = ((window | shop) * fade(f, spacing * 0.8))[:, None]
+        panel = (style == 2) & ((zf < 0.06) | (_frac(u / (2 * spacing)) < 0.03))
+        wall *= (1.0 - 0.25 * brick * fade(fp, 0.6) - 0.3 * panel * fade(fp, 3.0))[:, None]
+        us = _frac(u / spacing)
+        window = (us > 0.22) & (us < 0.78) & (zf > 0.3) & (zf < 0.85) & (z > 3.2)
+        u2 = _frac(u / (2 * spacing))
+        shop = (z > 0.4) & (z < 2.6) & (u2 > 0.08) & (u2 < 0.92)
+        glass = GLASS * (1.0 + 0.25 * np.sin(2.3 * np.floor(u / spacing) + 1.7 * np.floor(z / 3.2)))[:, None]
+        k = ((window | shop) * fade(fp, spacing * 0.8))[:, None]
         res = wall * (1 - k) + glass * k
-        roof = face[m] == 2
-        res[roof] = np.array([0.32, 0.31, 0.3])
-        out[m] = res
-
-    m = mat == M_CAR_BODY
-    if m.any():
-        res = colour[m].copy()
-        res[height[m] < 0.32] = 0.07  # tyres and sills
-        ends = face[m] == 0
-        lamp = ends & (np.abs(ly[m]) > half[m, 1] - 0.35) & (height[m] > 0.5) & (height[m] < 0.68)
-        front = lx[m] > 0
+        res[face == 2] = np.array([0.32, 0.31, 0.3])
+        return res
+    if mat == M_CAR_BODY:
+        res = colour.copy()
+        res[height < 0.32] = 0.07  # tyres and sills
+        lamp = (face == 0) & (np.abs(ly) > half[:, 1] - 0.35) & (height > 0.5) & (height < 0.68)
+        front = lx > 0
         res[lamp & front] = np.array([0.95, 0.95, 0.85])
         res[lamp & ~front] = np.array([0.7, 0.06, 0.05])
-        out[m] = res
-
-    m = mat == M_CAR_CABIN
-    if m.any():
-        side = face[m] != 2
-        hu = np.where(face[m] == 0, half[m, 1], half[m, 0])
-        pane = side & (np.abs(along[m]) < hu - 0.12) & (lz[m] > -half[m, 2] + 0.04) & (lz[m] < half[m, 2] - 0.07)
-        res = colour[m].copy()
+        return res
+    if mat == M_CAR_CABIN:
+        hu = np.where(face == 0, half[:, 1], half[:, 0])
+        pane = (face != 2) & (np.abs(along) < hu - 0.12) & (lz > -half[:, 2] + 0.04) & (lz < half[:, 2] - 0.07)
+        res = colour.copy()
         res[pane] = GLASS
-        out[m] = res
-
-    m = mat == M_TRUCK
-    if m.any():
-        res = colour[m] * (1.0 - 0.15 * (_frac(along[m] / 1.2) < 0.05) * fade(fp[m], 1.2))[:, None]
-        res[height[m] < 0.5] = 0.08
-        out[m] = res
-
-    m = mat == M_CLOTHES
-    if m.any():
-        res = colour[m] * (0.88 + 0.12 * np.sign(np.sin(height[m] * 22.0)) * fade(fp[m], 0.3))[:, None]
-        legs = (prims.param[idx[m]] == 0) & (height[m] < 0.8)
-        res[legs] = np.array([0.16, 0.17, 0.26])
-        out[m] = res
-
-    m = mat == M_HEAD
-    if m.any():
-        res = colour[m].copy()
-        res[lz[m] > 0.035] = np.array([0.12, 0.09, 0.07])
-        out[m] = res
-
-    for mat_id, freq, amp in ((M_TRUNK, 20.0, 0.15), (M_POLE, 0.0, 0.0), (M_BIKE, 0.0, 0.0)):
-        m = mat == mat_id
-        if m.any() and amp:
-            out[m] = colour[m] * (1.0 - amp + amp * np.sin(freq * (lx[m] + ly[m])) * fade(fp[m], 0.3))[:, None]
-
-    m = mat == M_CANOPY
-    if m.any():
-        ph = prims.param[idx[m]]
-        k = fade(fp[m], 1.0)
-        v = 0.85 + 0.15 * k * np.sin(4.0 * lx[m] + ph) * np.sin(4.0 * ly[m]) + 0.1 * np.sin(3.0 * lz[m] + ph)
-        out[m] = colour[m] * v[:, None]
-    return out
+        return res
+    if mat == M_TRUCK:
+        res = colour * (1.0 - 0.15 * (_frac(along / 1.2) < 0.05) * fade(fp, 1.2))[:, None]
+        res[height < 0.5] = 0.08
+        return res
+    if mat == M_CLOTHES:
+        res = colour * (0.88 + 0.12 * np.sign(np.sin(height * 22.0)) * fade(fp, 0.3))[:, None]
+        res[(prims.param[idx] == 0) & (height < 0.8)] = np.array([0.16, 0.17, 0.26])  # trousers
+        return res
+    if mat == M_HEAD:
+        res = colour.copy()
+        res[lz > 0.035] = np.array([0.12, 0.09, 0.07])  # hair
+        return res
+    if mat == M_TRUNK:
+        return colour * (0.85 + 0.15 * np.sin(20.0 * (lx + ly)) * fade(fp, 0.3))[:, None]
+    if mat == M_CANOPY:
+        ph = prims.param[idx]
+        v = 0.85 + 0.15 * fade(fp, 1.0) * np.sin(4.0 * lx + ph) * np.sin(4.0 * ly) + 0.1 * np.sin(3.0 * lz + ph)
+        return colour * v[:, None]
+    return colour  # M_POLE, M_BIKE: plain
 
 
-def surface_frame(prims: Primitives, idx: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Local coordinates [N,3], face id [N] and world normal [N,3] of points [N,3] on primitives idx [N]."""
+def surface_frame(kind: int, prims: Primitives, idx: np.ndarray,
+                  points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Local coordinates [N,3], face id [N] and world normal [N,3] of points [N,3] on primitives idx [N],
+    all of one `kind`."""
     c, s = np.cos(prims.yaw[idx]), np.sin(prims.yaw[idx])
     rel = points - prims.centre[idx]
     local = np.stack([c * rel[:, 0] + s * rel[:, 1], -s * rel[:, 0] + c * rel[:, 1], rel[:, 2]], axis=1)
     half = prims.half[idx]
-    kind = prims.kind[idx]
-    ratio = np.abs(local) / half
-    face = np.argmax(ratio, axis=1)
-    n_local = np.zeros_like(local)
-    rows = np.arange(local.shape[0])
-    n_local[rows, face] = np.sign(local[rows, face])
-    cyl = kind == CYLINDER
-    if cyl.any():
-        cap = ratio[cyl, 2] >= 1.0 - 1e-6
-        radial = local[cyl] * np.array([1.0, 1.0, 0.0]) / half[cyl, :1]
-        n_cyl = np.where(cap[:, None], np.array([0.0, 0.0, 1.0]) * np.sign(local[cyl, 2:3]), radial)
-        n_local[cyl] = n_cyl
-        face[cyl] = np.where(cap, 2, 0)
-    sph = (kind != BOX) & ~cyl
-    if sph.any():
-        n_local[sph] = local[sph] / half[sph, :1]
-        face[sph] = 0
+    n = local.shape[0]
+    if kind == BOX:
+        ratio = np.abs(local) / half
+        face = np.argmax(ratio, axis=1)
+        n_local = np.zeros_like(local)
+        rows = np.arange(n)
+        n_local[rows, face] = np.sign(local[rows, face])
+    elif kind == CYLINDER:
+        cap = np.abs(local[:, 2]) >= half[:, 2] * (1.0 - 1e-6)
+        n_local = local / half[:, :1]
+        n_local[:, 2] = 0.0
+        n_local[cap] = np.array([0.0, 0.0, 1.0])
+        face = np.where(cap, 2, 0)
+    else:
+        n_local = local / half[:, :1]
+        face = np.zeros(n, np.int64)
     normal = np.stack([c * n_local[:, 0] - s * n_local[:, 1], s * n_local[:, 0] + c * n_local[:, 1],
                        n_local[:, 2]], axis=1)
     return local, face, normal
