@@ -185,7 +185,8 @@ def main() -> None:
         info = store.info(dataset, "bench", scene)
         frame_bytes = [f["bytes"] for name, f in info["files"].items() if name.startswith("frames/")]
         print(f"write: {write_s:.2f} s ({1e3 * write_s / seq.num_frames:.0f} ms per frame)")
-        print(f"bytes per frame: mean {np.mean(frame_bytes) / 1e3:.1f} KB, max {max(frame_bytes) / 1e3:.1f} KB "
+        print(f"bytes per frame: mean {np.mean(frame_bytes) / 1e3:.1f} KB, "
+              f"max {max(frame_bytes) / 1e3:.1f} KB "
               f"(budget 400 KB); sequence total {info['bytes_total'] / 1e6:.2f} MB")
         sizes = info.get("field_bytes", {})
         if sizes:

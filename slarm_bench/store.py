@@ -34,8 +34,14 @@ import numpy as np
 
 from slarm_bench import __version__, clip, config
 from slarm_bench.errors import StoreError, check_name
-from slarm_bench.store_codec import DEFAULT_LEVEL, codec_name, decode_chunk, encode_chunk, pack_frame, \
-    unpack_frame
+from slarm_bench.store_codec import (
+    DEFAULT_LEVEL,
+    codec_name,
+    decode_chunk,
+    encode_chunk,
+    pack_frame,
+    unpack_frame,
+)
 from slarm_bench.store_index import ValidationReport, build_index_tables, frame_file_name
 
 STORE_FORMAT = "slarm-bench-store"
@@ -220,7 +226,7 @@ class Store:
 
     def validate(self, dataset: str | None = None, split: str | None = None,
                  deep: bool = True) -> ValidationReport:
-        """Check checksums, sizes, versions and frame files; deep also decodes and runs Sequence.validate()."""
+        """Check checksums, sizes, versions and frame files; deep also decodes and validates each sequence."""
         from slarm_bench.store_index import validate_store
 
         return validate_store(self, dataset, split, deep)
@@ -274,7 +280,8 @@ class Store:
 
         folder = self._require_root() / INDEX_DIR
         current = {(d, s, c): (self.root / d / s / c / MANIFEST).stat().st_mtime_ns
-                   for d in self.datasets() for s in self.splits(d) for c in self._committed(self.root / d / s)}
+                   for d in self.datasets() for s in self.splits(d)
+                   for c in self._committed(self.root / d / s)}
         try:
             sequences = pd.read_parquet(folder / "sequences.parquet")
             frames = pd.read_parquet(folder / "frames.parquet")
@@ -345,7 +352,8 @@ class Store:
         extras = dict(manifest.get("extras", {}))
         extras.update({k[len(_EXTRA_PREFIX):]: v for k, v in static.items() if k.startswith(_EXTRA_PREFIX)})
         return clip.Sequence(
-            intrinsics=static["intrinsics"][idx][:, cam_idx], cam_to_world=static["cam_to_world"][idx][:, cam_idx],
+            intrinsics=static["intrinsics"][idx][:, cam_idx],
+            cam_to_world=static["cam_to_world"][idx][:, cam_idx],
             time=seq_time, meta=seq_meta, boxes=boxes, extras=extras,
             **{f: out.get(f) for f in ("images", *clip.PER_PIXEL_FIELDS)})
 

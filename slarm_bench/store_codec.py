@@ -111,7 +111,8 @@ def _inverse(transform: str, data: bytes, out: np.ndarray) -> None:
     raise StoreError(f"unknown store transform {transform!r}: this slarm-bench is too old for this store")
 
 
-def encode_chunk(field: str, arr: np.ndarray, level: int = DEFAULT_LEVEL, transform: str | None = None) -> bytes:
+def encode_chunk(field: str, arr: np.ndarray, level: int = DEFAULT_LEVEL,
+                 transform: str | None = None) -> bytes:
     """Compress one camera's array of `field` ([H,W] or [H,W,3]) with its transform (or `transform`)."""
     return _compressor(level).compress(_forward(transform or FIELD_TRANSFORMS[field], arr))
 

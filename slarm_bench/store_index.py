@@ -89,7 +89,7 @@ def validate_store(store: Store, dataset: str | None, split: str | None, deep: b
         report.problems.append(f"prepared-data root {store.root} does not exist: run `slarm-bench prepare "
                                "...` or point $SLARM_BENCH_DATA at a prepared store")
         return report
-    datasets = [check_name("dataset", dataset, _dirs(store.root))] if dataset else store.datasets()
+    datasets = [check_name("dataset", dataset, _dirs(store.root))] if dataset else _dirs(store.root)
     for ds in datasets:
         splits = [check_name("split", split, _dirs(store.root / ds))] if split else _dirs(store.root / ds)
         for sp in splits:
