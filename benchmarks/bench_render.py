@@ -1,10 +1,11 @@
 """Renderer speed, memory and backend parity. Prints one JSON object per line (and appends them to --out).
 
     python benchmarks/bench_render.py --device cpu              # (a) torch backend on the CPU
-    python benchmarks/bench_render.py --device cuda --out r.jsonl   # (a) on GPU, (b) parity, (c) gsplat timing
+    python benchmarks/bench_render.py --device cuda --out r.jsonl   # (a) on GPU, (b) parity, (c) gsplat
 
 (a) torch backend: 50k Gaussians to one 160x240 image: forward and forward+backward wall time (median;
-    also the forward's process CPU time, which a machine shared with other jobs inflates less), peak memory (process RSS high-water mark on CPU, max allocated on CUDA).
+    also the forward's process CPU time, which a machine shared with other jobs inflates less), peak
+    memory (process RSS high-water mark on CPU, max allocated on CUDA).
 (b) CUDA only: gsplat vs torch backend on random plausible scenes of 10k-200k Gaussians at several sizes:
     mean/max abs differences of rgb, alpha, features, flow; relative depth difference where both alphas
     > 0.5; cosine of the gradients of every Gaussian parameter.
@@ -181,7 +182,8 @@ def bench_gsplat_speed(out: Path | None) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--out", type=Path, default=None, help="append the JSON lines to this file")
     parser.add_argument("--repeats", type=int, default=5)
