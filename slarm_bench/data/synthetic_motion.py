@@ -113,17 +113,21 @@ class Trajectory:
         """[...] times (s) -> [...,3] positions (m)."""
         t = np.asarray(t, np.float64)
         flat = t.reshape(-1)
-        pieces = max(1, int(np.ceil(np.abs(flat).max(initial=0.0) / _PIECE)))
-        # Every query uses the same number of equal pieces of [0, t]: a fixed, order-free computation.
-        edges = np.linspace(0.0, 1.0, pieces + 1)
-        mid = 0.5 * (edges[1:] + edges[:-1])
-        half = 0.5 * (edges[1:] - edges[:-1])
-        unit = (mid[:, None] + half[:, None] * _GL_NODES[None, :]).reshape(-1)
-        wts = (half[:, None] * _GL_WEIGHTS[None, :]).reshape(-1)
-        times = flat[:, None] * unit[None, :]
-        vx, vy = self._velocity_xy(times)
-        x = self.start[0] + flat * (vx * wts).sum(axis=1)
-        y = self.start[1] + flat * (vy * wts).sum(axis=1)
+        mag = np.abs(flat)
+        sign = np.sign(flat)
+        # Pieces on a fixed grid (0, 50 ms, 100 ms, ...) plus one partial piece up to |t|: nearby times share
+        # their pieces, so positions are consistent with the exact velocities to round-off.
+        full = np.floor(mag / _PIECE)
+        n_full = int(full.max(initial=0.0))
+        lo = np.arange(n_full + 1)[None, :] * _PIECE * np.ones((flat.size, 1))
+        hi = np.minimum(lo + _PIECE, mag[:, None])
+        hi = np.maximum(hi, lo)  # pieces beyond |t| have zero length
+        mid, half = 0.5 * (hi + lo), 0.5 * (hi - lo)
+        times = sign[:, None, None] * (mid[..., None] + half[..., None] * _GL_NODES)
+        wts = (half[..., None] * _GL_WEIGHTS).reshape(flat.size, -1)
+        vx, vy = self._velocity_xy(times.reshape(flat.size, -1))
+        x = self.start[0] + sign * (vx * wts).sum(axis=1)
+        y = self.start[1] + sign * (vy * wts).sum(axis=1)
         out = np.stack([x, y, np.full_like(x, self.z)], axis=-1)
         return out.reshape(*t.shape, 3)
 
