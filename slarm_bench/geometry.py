@@ -325,36 +325,59 @@ def box_rectangle_mask(corners_world: np.ndarray, cam_to_world: np.ndarray, intr
     return mask
 
 
-def box_track_flow(points: np.ndarray, boxes_t0: Boxes, boxes_t1: Boxes, dt: float,
-                   margin: float = 0.0) -> np.ndarray:
-    """Scene flow from tracked boxes: world-frame velocity [N,3] (m/s) of points [N,3] seen at time t0.
+def rigid_box_flow(points: np.ndarray, box_to_world_t0: np.ndarray, box_to_world_t1: np.ndarray,
+                   size: np.ndarray, dt: float, margin: float | np.ndarray = 0.0) -> np.ndarray:
+    """Scene flow from matched rigid boxes with full 6-DoF poses: world velocity [N,3] (m/s) of points [N,3].
 
-    A point inside a box of `boxes_t0` (plus `margin` m) whose track_id also appears in `boxes_t1` moves
-    with that box's rigid motion P1 P0^-1 over `dt` seconds (P = yaw-about-z rotation and centre); every
-    other point has zero world velocity (it moves only with the ego motion, which the world frame removes).
-    Both box sets are in the world frame of the points; a negative `dt` (boxes_t1 earlier than boxes_t0)
-    gives the backward difference, for a sequence's last frame. Boxes of t0 without a match contribute
-    nothing: their points keep zero velocity. Where boxes overlap, the first box in `boxes_t0` wins.
+    box_to_world_t0/t1 [M,4,4] are the poses of the same M boxes at t0 and t0 + dt; size [M,3] is length,
+    width, height along the box's x, y, z. A point inside box m at t0 (in its own axes, with `margin`
+    metres added on each side: a scalar or per-axis [3]) moves with T1 T0^-1; all other points get zero
+    velocity. Where boxes overlap, the first wins. Used directly for datasets whose boxes carry pitch and
+    roll in the world frame (Argoverse 2 boxes are yaw-only in the tilted ego frame).
     """
     pts = np.asarray(points, np.float64)
     vel = np.zeros(pts.shape, np.float64)
-    if len(boxes_t0) == 0 or len(boxes_t1) == 0 or pts.shape[0] == 0:
+    if pts.shape[0] == 0 or len(box_to_world_t0) == 0:
         return vel.astype(np.float32)
     if dt == 0:
-        raise ValueError("box_track_flow needs a non-zero dt")
-    later = {int(t): i for i, t in enumerate(boxes_t1.track_id)}
+        raise ValueError("box flow needs a non-zero dt")
+    pose0 = np.asarray(box_to_world_t0, np.float64)
+    pose1 = np.asarray(box_to_world_t1, np.float64)
+    half = 0.5 * np.asarray(size, np.float64) + np.asarray(margin, np.float64)
     assigned = np.zeros(pts.shape[0], bool)
-    for i, track in enumerate(boxes_t0.track_id):
-        j = later.get(int(track))
-        if j is None:
-            continue
-        inside = points_in_box(pts, boxes_t0.centre[i], boxes_t0.size[i], float(boxes_t0.yaw[i]), margin)
-        inside &= ~assigned
+    for m in range(pose0.shape[0]):
+        local = (pts - pose0[m, :3, 3]) @ pose0[m, :3, :3]
+        inside = np.all(np.abs(local) <= half[m], axis=-1) & ~assigned
         if not inside.any():
             continue
-        pose0 = make_pose(rotation_z(float(boxes_t0.yaw[i])), boxes_t0.centre[i])
-        pose1 = make_pose(rotation_z(float(boxes_t1.yaw[j])), boxes_t1.centre[j])
-        moved = transform_points(pose1 @ invert_pose(pose0), pts[inside])
+        moved = transform_points(pose1[m] @ invert_pose(pose0[m]), pts[inside])
         vel[inside] = (moved - pts[inside]) / dt
         assigned |= inside
     return vel.astype(np.float32)
+
+
+def box_track_flow(points: np.ndarray, boxes_t0: Boxes, boxes_t1: Boxes, dt: float,
+                   margin: float | np.ndarray = 0.0) -> np.ndarray:
+    """Scene flow from tracked boxes: world-frame velocity [N,3] (m/s) of points [N,3] seen at time t0.
+
+    A point inside a box of `boxes_t0` (plus `margin` m on each side, a scalar or per-axis [3]) whose
+    track_id also appears in `boxes_t1` moves with that box's rigid motion P1 P0^-1 over `dt` seconds
+    (P = yaw-about-z rotation and centre); every other point has zero world velocity (it moves only with
+    the ego motion, which the world frame removes). Both box sets are in the world frame of the points; a
+    negative `dt` (boxes_t1 earlier than boxes_t0) gives the backward difference, for a sequence's last
+    frame. Boxes of t0 without a match contribute nothing: their points keep zero velocity. Where boxes
+    overlap, the first box in `boxes_t0` wins. See `rigid_box_flow` for boxes with pitch and roll.
+    """
+    pts = np.asarray(points, np.float64)
+    if len(boxes_t0) == 0 or len(boxes_t1) == 0 or pts.shape[0] == 0:
+        return np.zeros(pts.shape, np.float32)
+    if dt == 0:
+        raise ValueError("box_track_flow needs a non-zero dt")
+    later = {int(t): i for i, t in enumerate(boxes_t1.track_id)}
+    pairs = [(i, later[int(t)]) for i, t in enumerate(boxes_t0.track_id) if int(t) in later]
+    if not pairs:
+        return np.zeros(pts.shape, np.float32)
+    i0, i1 = (np.array(x) for x in zip(*pairs))
+    pose0 = make_pose(rotation_z(boxes_t0.yaw[i0].astype(np.float64)), boxes_t0.centre[i0])
+    pose1 = make_pose(rotation_z(boxes_t1.yaw[i1].astype(np.float64)), boxes_t1.centre[i1])
+    return rigid_box_flow(pts, pose0, pose1, boxes_t0.size[i0], dt, margin)
