@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import sys
 import tempfile
 import time
@@ -140,13 +141,14 @@ def make_sequence(seed: int, num_frames: int) -> tuple[clip.Sequence, str]:
     return generate_sequence(seed=seed, height=160, width=240, num_frames=num_frames), "synthetic generator"
 
 
-def _load_windows(args: tuple[str, str, str, str, list[list[int]]]) -> tuple[int, float]:
+def _load_windows(args: tuple[str, str, str, str, list[list[int]]]) -> tuple[int, float, float]:
+    """(windows, wall seconds, CPU seconds of this process) for loading `windows`, re-anchored."""
     root, dataset, split, scene, windows = args
     store = Store(root)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for frames in windows:
         store.read_window(dataset, split, scene, frames)
-    return len(windows), time.perf_counter() - t0
+    return len(windows), time.perf_counter() - t0, time.process_time() - c0
 
 
 def real_image_sizes() -> list[int] | None:
@@ -201,9 +203,13 @@ def main() -> None:
         starts = np.random.default_rng(0).integers(0, seq.num_frames - length + 1, args.windows)
         windows = [list(range(s, s + length)) for s in starts]
         store.read_window(dataset, "bench", scene, windows[0])  # warm the page cache and the meta cache
-        n, secs = _load_windows((tmp, dataset, "bench", scene, windows))
-        print(f"1 process: {n / secs:.1f} windows/s ({1e3 * secs / n:.1f} ms per 20-frame 3-camera window, "
-              "every field, re-anchored)")
+        print(f"load average before timing: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores "
+              "(other work on the machine slows the wall-clock figures)")
+        n, secs, cpu = _load_windows((tmp, dataset, "bench", scene, windows))
+        print(f"1 process: {n / secs:.1f} windows/s wall ({1e3 * secs / n:.1f} ms per 20-frame "
+              "3-camera window, "
+              f"every field, re-anchored); CPU {1e3 * cpu / n:.1f} ms per window, i.e. "
+              f"{n / cpu:.1f} windows/s per fully available core")
         t0 = time.perf_counter()
         for frames in windows[:20]:
             store.read_window(dataset, "bench", scene, frames, anchor=False)
@@ -217,6 +223,9 @@ def main() -> None:
             wall = time.perf_counter() - t0
             total = sum(r[0] for r in results)
             busy = max(r[1] for r in results)
+            cpu_per_window = sum(r[2] for r in results) / total
+            print(f"{args.workers} worker processes: CPU {1e3 * cpu_per_window:.1f} ms per window, i.e. "
+                  f"{args.workers / cpu_per_window:.1f} windows/s if {args.workers} cores were free")
             print(f"{args.workers} worker processes: {total / busy:.1f} windows/s while loading "
                   f"({total / wall:.1f} windows/s including pool start-up)")
 

@@ -36,6 +36,7 @@ from slarm_bench import __version__, clip, config
 from slarm_bench.errors import StoreError, check_name
 from slarm_bench.store_codec import (
     DEFAULT_LEVEL,
+    choose_transform,
     codec_name,
     decode_chunk,
     encode_chunk,
@@ -328,7 +329,10 @@ class Store:
                         if f == "flow" and scratch is not None:
                             # Decoded into a cache-sized scratch and rotated into place: one pass fewer.
                             decode_chunk(manifest["codecs"][f], chunks[base + v], scratch)
-                            np.matmul(scratch, rot_t, out=out[f][ti, vi], casting="same_kind")
+                            if scratch.any():
+                                np.matmul(scratch, rot_t, out=out[f][ti, vi], casting="same_kind")
+                            else:  # static frames: a rotated zero is zero
+                                out[f][ti, vi] = 0
                         else:
                             decode_chunk(manifest["codecs"][f], chunks[base + v], out[f][ti, vi])
             except FileNotFoundError:
@@ -361,6 +365,7 @@ class Store:
 # -- writing helpers ---------------------------------------------------------------------------------------
 def _write_contents(folder: Path, seq: clip.Sequence, split: str, level: int) -> dict[str, Any]:
     fields = ["images", *seq.present_fields()]
+    transforms = {f: choose_transform(f, getattr(seq, f)[0, 0], level) for f in fields}
     files: dict[str, dict[str, Any]] = {}
     field_bytes = dict.fromkeys(fields, 0)
     (folder / FRAMES_DIR).mkdir()
@@ -369,7 +374,7 @@ def _write_contents(folder: Path, seq: clip.Sequence, split: str, level: int) ->
         for f in fields:
             arr = getattr(seq, f)
             for v in range(seq.num_cameras):
-                chunks.append(encode_chunk(f, arr[t, v], level))
+                chunks.append(encode_chunk(f, arr[t, v], level, transforms[f]))
                 field_bytes[f] += len(chunks[-1])
         name = frame_file_name(t)
         files[name] = _write_file(folder / name, pack_frame(chunks))
@@ -387,7 +392,7 @@ def _write_contents(folder: Path, seq: clip.Sequence, split: str, level: int) ->
         "dataset": seq.meta["dataset"], "split": split, "scene": seq.meta["scene"],
         "num_frames": t, "num_cameras": v, "image_size": [h, w],
         "fields": fields, "shapes": shapes, "dtypes": {f: getattr(seq, f).dtype.str for f in fields},
-        "codecs": {f: codec_name(f) for f in fields}, "lossless": dict.fromkeys(fields, True),
+        "codecs": {f: codec_name(f, transforms[f]) for f in fields}, "lossless": dict.fromkeys(fields, True),
         "zstd_level": level, "has_boxes": seq.boxes is not None,
         "num_boxes": len(seq.boxes) if seq.boxes is not None else 0,
         "meta": _jsonable(seq.meta, "meta"), "extras": extras,

@@ -49,6 +49,20 @@ FIELD_TRANSFORMS: dict[str, str] = {
     "semantic": "raw",
     "instance": "raw",
 }
+# Images get the row predictor only where it pays (real photographs: about 25% smaller); on flat-shaded
+# synthetic images it saves about 3% and costs 70% more decode time: each sequence measures its first frame.
+IMAGE_PREDICTOR_MIN_GAIN = 0.10
+
+
+def choose_transform(field: str, sample: np.ndarray, level: int) -> str:
+    """The transform to write `field` with, given one camera's array of the first frame."""
+    if field != "images":
+        return FIELD_TRANSFORMS[field]
+    plain = len(encode_chunk(field, sample, level, transform="raw"))
+    predicted = len(encode_chunk(field, sample, level, transform="u8-rowdelta"))
+    return "u8-rowdelta" if predicted < (1 - IMAGE_PREDICTOR_MIN_GAIN) * plain else "raw"
+
+
 # Decode speed barely depends on the level; 9 is close to the best ratio at a tolerable write cost.
 DEFAULT_LEVEL = 9
 
