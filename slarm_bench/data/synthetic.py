@@ -149,8 +149,9 @@ def generate_sequence(seed: int, height: int = 160, width: int = 240, num_frames
         "dynamic_box": np.zeros(shape, bool),
     }
     box_rows = []
+    states = world.agent_states(times)
     for f, t in enumerate(times):
-        agents, kin = world.agent_primitives(float(t))
+        agents, kin = world.agent_primitives(float(t), states, f)
         prims = rc.Primitives.concat([world.scenery, agents])
         corners = np.concatenate([static_corners, agents.corners()])
         # Lidar: one instantaneous sweep of the front sector from the roof.
@@ -216,28 +217,32 @@ def _render_camera(world: Scene, prims: rc.Primitives, corners: np.ndarray, kin:
     dn_s = np.take(dir_norm.reshape(-1), order)
     id_s = np.take(idx, order)
     pts = origin + t_s[:, None] * d_s
+    # Textures only feed 8-bit colours: float32 halves their cost (float64 stays for depth and flow).
+    pts32 = pts.astype(np.float32)
+    d32 = d_s.astype(np.float32)
+    dn32 = dn_s.astype(np.float32)
     # Pixel footprint on the surface (m): distance x angular pixel size, divided by cos(incidence) below.
-    dist = t_s * dn_s / k[0, 0]
+    dist = (t_s * dn_s / k[0, 0]).astype(np.float32)
     n = t_s.size
-    rgb = np.zeros((n, 3))
+    rgb = np.zeros((n, 3), np.float32)
     semantic = np.full(n, SKY, np.uint8)
     for key_value in np.nonzero(np.diff(bounds))[0]:
         a, b = bounds[key_value], bounds[key_value + 1]
         if key_value == 0:
-            rgb[a:b] = shade.sky_colour(world, d_s[a:b])
+            rgb[a:b] = shade.sky_colour(world, d32[a:b])
         elif key_value == 1:
-            cos_g = np.abs(d_s[a:b, 2]) / dn_s[a:b]
-            albedo, is_road = shade.ground_albedo(world, pts[a:b, 0], pts[a:b, 1],
+            cos_g = np.abs(d32[a:b, 2]) / dn32[a:b]
+            albedo, is_road = shade.ground_albedo(world, pts32[a:b, 0], pts32[a:b, 1],
                                                   dist[a:b] / np.maximum(cos_g, 0.05))
             rgb[a:b] = albedo * shade.lambert(np.array([[0.0, 0.0, 1.0]]), world.sun)[:, None]
             semantic[a:b] = np.where(is_road, ROAD, SIDEWALK)
         else:
             mat, kind = divmod(int(key_value) - 2, 3)
             ids = id_s[a:b]
-            local, face, normal = shade.surface_frame(kind, prims, ids, pts[a:b])
-            d = d_s[a:b]
-            cos_p = np.abs(normal[:, 0] * d[:, 0] + normal[:, 1] * d[:, 1] + normal[:, 2] * d[:, 2]) / dn_s[a:b]
-            albedo = shade.material_albedo(mat, prims, ids, local, pts[a:b, 2], face,
+            local, face, normal = shade.surface_frame(kind, prims, ids, pts32[a:b])
+            d = d32[a:b]
+            cos_p = np.abs(normal[:, 0] * d[:, 0] + normal[:, 1] * d[:, 1] + normal[:, 2] * d[:, 2]) / dn32[a:b]
+            albedo = shade.material_albedo(mat, prims, ids, local, pts32[a:b, 2], face,
                                            dist[a:b] / np.maximum(cos_p, 0.05))
             rgb[a:b] = albedo * shade.lambert(normal, world.sun)[:, None]
             semantic[a:b] = prims.label[ids]

@@ -100,8 +100,16 @@ class Scene:
     camera_gain: np.ndarray  # [V,3] exposure x white balance
     asphalt: float
 
-    def agent_primitives(self, t: float) -> tuple[Primitives, dict[str, np.ndarray]]:
-        """World-space primitives of all agents at time t, and their kinematics (arrays over agents)."""
+    def agent_states(self, times: np.ndarray) -> list[dict[str, np.ndarray]]:
+        """Per agent, `Trajectory.state` at all `times` at once (one vectorised quadrature per agent)."""
+        return [agent.trajectory.state(np.asarray(times, np.float64)) for agent in self.agents]
+
+    def agent_primitives(self, t: float, states: list[dict[str, np.ndarray]] | None = None,
+                         i: int = 0) -> tuple[Primitives, dict[str, np.ndarray]]:
+        """World-space primitives of all agents at time t, and their kinematics (arrays over agents).
+
+        `states` (from `agent_states`) with position `i` in its time axis replaces the per-call evaluation.
+        """
         n = len(self.agents)
         pos = np.zeros((n, 3))
         yaw = np.zeros(n)
@@ -111,7 +119,10 @@ class Scene:
         speed = np.zeros(n)
         rows = []
         for a, agent in enumerate(self.agents):
-            st = agent.trajectory.state(np.array(t))
+            if states is None:
+                st = agent.trajectory.state(np.array(t))
+            else:
+                st = {key: val[i] for key, val in states[a].items()}
             pos[a], yaw[a], vel[a], acc[a] = st["position"], st["yaw"], st["velocity"], st["acceleration"]
             rate[a], speed[a] = st["yaw_rate"], st["speed"]
             c, s = np.cos(yaw[a]), np.sin(yaw[a])

@@ -91,12 +91,12 @@ def material_albedo(mat: int, prims: Primitives, idx: np.ndarray, local: np.ndar
     idx [N] rows of `prims`; local [N,3] point in the primitive frame; height [N] above the ground (m);
     face [N] int: 0/1/2 the box axis of the face (x, y, z), for cylinders 0 side and 2 cap; fp [N] footprint.
     """
-    colour = prims.colour[idx]
-    half = prims.half[idx]
+    colour = prims.colour[idx].astype(np.float32)
+    half = prims.half[idx].astype(np.float32)
     lx, ly, lz = local[:, 0], local[:, 1], local[:, 2]
     along = np.where(face == 0, ly, lx)  # horizontal coordinate on a vertical box face
     if mat == M_FACADE:
-        param = prims.param[idx]
+        param = prims.param[idx].astype(np.float32)
         style = np.floor(param / 100.0)
         spacing = np.mod(param, 100.0) / 10.0
         u, z = along, height
@@ -143,7 +143,7 @@ def material_albedo(mat: int, prims: Primitives, idx: np.ndarray, local: np.ndar
     if mat == M_TRUNK:
         return colour * (0.85 + 0.15 * np.sin(20.0 * (lx + ly)) * fade(fp, 0.3))[:, None]
     if mat == M_CANOPY:
-        ph = prims.param[idx]
+        ph = prims.param[idx].astype(np.float32)
         v = 0.85 + 0.15 * fade(fp, 1.0) * np.sin(4.0 * lx + ph) * np.sin(4.0 * ly) + 0.1 * np.sin(3.0 * lz + ph)
         return colour * v[:, None]
     return colour  # M_POLE, M_BIKE: plain
@@ -153,10 +153,11 @@ def surface_frame(kind: int, prims: Primitives, idx: np.ndarray,
                   points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Local coordinates [N,3], face id [N] and world normal [N,3] of points [N,3] on primitives idx [N],
     all of one `kind`."""
-    c, s = np.cos(prims.yaw[idx]), np.sin(prims.yaw[idx])
-    rel = points - prims.centre[idx]
+    dtype = points.dtype
+    c, s = np.cos(prims.yaw[idx]).astype(dtype), np.sin(prims.yaw[idx]).astype(dtype)
+    rel = points - prims.centre[idx].astype(dtype)
     local = np.stack([c * rel[:, 0] + s * rel[:, 1], -s * rel[:, 0] + c * rel[:, 1], rel[:, 2]], axis=1)
-    half = prims.half[idx]
+    half = prims.half[idx].astype(dtype)
     n = local.shape[0]
     if kind == BOX:
         ratio = np.abs(local) / half
