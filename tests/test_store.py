@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from slarm_bench import clip, geometry
-from slarm_bench import store as store_mod
+from slarm_bench import store_write as store_mod
 from slarm_bench.errors import ContractError, StoreError, UnknownNameError
 from slarm_bench.store import Store
 from slarm_bench.store_codec import codec_name, decode_chunk, encode_chunk, pack_frame, unpack_frame
@@ -193,7 +193,8 @@ def test_killed_writer_leaves_an_ignored_temp_dir_that_prepare_cleans(tmp_path) 
         import os, sys
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from test_store import make_sequence
-        from slarm_bench import store as store_mod
+        from slarm_bench import store_write as store_mod
+        from slarm_bench.store import Store
         real = store_mod._write_file
         def dying(path, data):
             out = real(path, data)
@@ -201,7 +202,7 @@ def test_killed_writer_leaves_an_ignored_temp_dir_that_prepare_cleans(tmp_path) 
                 os._exit(9)   # no cleanup runs, as with SIGKILL
             return out
         store_mod._write_file = dying
-        store_mod.Store({str(tmp_path)!r}).write(make_sequence(scene="scene-b"), split="mini")
+        Store({str(tmp_path)!r}).write(make_sequence(scene="scene-b"), split="mini")
     """)
     root = Path(__file__).resolve().parents[1]
     proc = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True,
