@@ -22,8 +22,18 @@ from PIL import Image  # noqa: E402
 
 from slarm_bench.data.synthetic import generate_sequence  # noqa: E402
 
-FIELDS = ("images", "depth", "depth_dense", "flow", "semantic", "instance", "sky", "ground", "dynamic",
-          "dynamic_box")
+FIELDS = (
+    "images",
+    "depth",
+    "depth_dense",
+    "flow",
+    "semantic",
+    "instance",
+    "sky",
+    "ground",
+    "dynamic",
+    "dynamic_box",
+)
 
 
 def frame_bytes(seq, frame: int, level: int) -> dict[str, int]:
@@ -33,8 +43,10 @@ def frame_bytes(seq, frame: int, level: int) -> dict[str, int]:
 
         compress = zstandard.ZstdCompressor(level=level).compress
     except ImportError:  # the figure is then labelled zlib by the caller
+
         def compress(data: bytes) -> bytes:
             return zlib.compress(data, 6)
+
     sizes = {}
     for name in FIELDS:
         arr = getattr(seq, name)[frame]
@@ -72,15 +84,19 @@ def main() -> None:
         elapsed = time.perf_counter() - start
         total_frames += args.frames
         total_time += elapsed
-        print(f"seed {1000 + seed}: {args.frames} frames in {elapsed:.2f} s "
-              f"({args.frames / elapsed:.1f} frames/s), {len(seq.meta['camera_names'])} cameras, "
-              f"{int((seq.boxes.frame == 0).sum())} agents, static={seq.meta['static_scene']}")
+        print(
+            f"seed {1000 + seed}: {args.frames} frames in {elapsed:.2f} s "
+            f"({args.frames / elapsed:.1f} frames/s), {len(seq.meta['camera_names'])} cameras, "
+            f"{int((seq.boxes.frame == 0).sum())} agents, static={seq.meta['static_scene']}"
+        )
         for frame in (0, args.frames // 2, args.frames - 1):
             for key, val in frame_bytes(seq, frame, args.zstd_level).items():
                 sizes.setdefault(key, []).append(val)
     fps = total_frames / total_time
-    print(f"generation: {fps:.1f} frames/s = {3 * fps:.0f} images/s ({args.height}x{args.width}, "
-          f"all ground truth and lidar, pid-pinned cores: {sorted(os.sched_getaffinity(0))})")
+    print(
+        f"generation: {fps:.1f} frames/s = {3 * fps:.0f} images/s ({args.height}x{args.width}, "
+        f"all ground truth and lidar, pid-pinned cores: {sorted(os.sched_getaffinity(0))})"
+    )
     mean = {k: float(np.mean(v)) for k, v in sizes.items()}
     raw_total = sum(mean[k] for k in FIELDS)
     png_total = raw_total - mean["images"] + mean["images_png"]
@@ -90,8 +106,10 @@ def main() -> None:
         codec = f"zstd-{args.zstd_level}"
     except ImportError:
         codec = "zlib-6 (zstandard not installed)"
-    print(f"compressed frame (3 cameras, every field, {codec}): {raw_total / 1024:.0f} KiB; "
-          f"with PNG images: {png_total / 1024:.0f} KiB")
+    print(
+        f"compressed frame (3 cameras, every field, {codec}): {raw_total / 1024:.0f} KiB; "
+        f"with PNG images: {png_total / 1024:.0f} KiB"
+    )
     print("  per field (KiB): " + ", ".join(f"{k} {v / 1024:.1f}" for k, v in mean.items()))
 
 

@@ -7,7 +7,12 @@ import pytest
 
 from slarm_bench import clip, geometry
 from slarm_bench.data.synthetic import (
-    FPS, SPLIT_SIZES, SyntheticAdapter, generate_sequence, split_seed, world_primitives,
+    FPS,
+    SPLIT_SIZES,
+    SyntheticAdapter,
+    generate_sequence,
+    split_seed,
+    world_primitives,
 )
 from slarm_bench.data.synthetic_motion import HeadingProfile, SpeedProfile, Trajectory
 from slarm_bench.data.synthetic_raycast import BOX, CYLINDER
@@ -49,8 +54,17 @@ def test_has_dynamic_content(seq):
 
 def test_deterministic_and_seed_dependent(seq):
     again = generate_sequence(3, H, W, T)
-    for name in ("images", "depth", "depth_dense", "flow", "semantic", "instance", "dynamic", "dynamic_box",
-                 "cam_to_world"):
+    for name in (
+        "images",
+        "depth",
+        "depth_dense",
+        "flow",
+        "semantic",
+        "instance",
+        "dynamic",
+        "dynamic_box",
+        "cam_to_world",
+    ):
         assert getattr(seq, name).tobytes() == getattr(again, name).tobytes(), name
     for name, arr in seq.boxes.as_dict().items():
         assert arr.tobytes() == getattr(again.boxes, name).tobytes(), name
@@ -66,7 +80,7 @@ def test_splits_sizes_disjoint_and_errors():
     seeds = {s: {split_seed(s, i) for i in range(n)} for s, n in SPLIT_SIZES.items()}
     names = list(seeds)
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             assert not seeds[a] & seeds[b], (a, b)
     with pytest.raises(UnknownNameError, match="Did you mean 'val'"):
         ad.scenes("vall")
@@ -85,7 +99,9 @@ def test_flow_advects_pixels_onto_the_same_instance(seq):
             dyn = seq.dynamic[f, v]
             if not dyn.any():
                 continue
-            pts = geometry.unproject_depth(seq.depth_dense[f, v], k, seq.cam_to_world[f, v].astype(np.float64))
+            pts = geometry.unproject_depth(
+                seq.depth_dense[f, v], k, seq.cam_to_world[f, v].astype(np.float64)
+            )
             moved = pts[dyn] + seq.flow[f, v][dyn].astype(np.float64) / FPS
             uv, z = geometry.project_points(moved, seq.cam_to_world[f + 1, v].astype(np.float64), k)
             col, row = np.floor(uv[:, 0]).astype(int), np.floor(uv[:, 1]).astype(int)
@@ -161,10 +177,12 @@ def test_boxes_exact_kinematics_and_acceleration(seq):
     moving = (np.linalg.norm(b.velocity[:, :2], axis=1) > 1.0) & (b.num_points > 0)
     assert moving.any() and seq.dynamic_box.any()
     # Velocity and acceleration are exact derivatives of the analytic trajectory.
-    traj = Trajectory((1.0, 2.0), 0.0, SpeedProfile(v0=8.0, dv=-5.0, t_step=0.5, d_step=2.0, a=1.5, w=1.3,
-                                                   phi=0.4),
-                      HeadingProfile(psi0=0.2, turn=1.2, t_turn=0.3, d_turn=3.0, sway=0.1, t_sway=1.0,
-                                     d_sway=2.0))
+    traj = Trajectory(
+        (1.0, 2.0),
+        0.0,
+        SpeedProfile(v0=8.0, dv=-5.0, t_step=0.5, d_step=2.0, a=1.5, w=1.3, phi=0.4),
+        HeadingProfile(psi0=0.2, turn=1.2, t_turn=0.3, d_turn=3.0, sway=0.1, t_sway=1.0, d_sway=2.0),
+    )
     t, h = np.array([0.7, 1.9, 2.6]), 1e-4
     st = traj.state(t)
     fd_v = (traj.position(t + h) - traj.position(t - h)) / (2 * h)
@@ -174,8 +192,11 @@ def test_boxes_exact_kinematics_and_acceleration(seq):
 
 
 def test_mini_split_agents_accelerate_and_some_scenes_are_static():
-    accel = [np.linalg.norm(a.trajectory.state(np.arange(40) / FPS)["acceleration"], axis=-1).max()
-             for i in range(4) for a in make_scene(split_seed("mini", i), 3.9).agents]
+    accel = [
+        np.linalg.norm(a.trajectory.state(np.arange(40) / FPS)["acceleration"], axis=-1).max()
+        for i in range(4)
+        for a in make_scene(split_seed("mini", i), 3.9).agents
+    ]
     assert max(accel) > 1.0
     static = [make_scene(s, 3.9).static for s in range(60)]
     assert 0 < sum(static) < 20

@@ -20,8 +20,17 @@ from slarm_bench import clip, geometry
 from slarm_bench.data import synthetic_raycast as rc
 from slarm_bench.data import synthetic_shade as shade
 from slarm_bench.data.synthetic_scene import (
-    CAMERA_HFOV_DEG, CAMERA_MOUNTS, CAMERA_NAMES, CAMERA_YAW_DEG, LIDAR_MOUNT, MIN_MOVING_SPEED, ROAD, SIDEWALK,
-    SKY, Scene, make_scene,
+    CAMERA_HFOV_DEG,
+    CAMERA_MOUNTS,
+    CAMERA_NAMES,
+    CAMERA_YAW_DEG,
+    LIDAR_MOUNT,
+    MIN_MOVING_SPEED,
+    ROAD,
+    SIDEWALK,
+    SKY,
+    Scene,
+    make_scene,
 )
 from slarm_bench.errors import SlarmBenchError, UnknownNameError, check_name
 
@@ -70,8 +79,10 @@ class SyntheticAdapter:
         match = _SCENE_RE.match(scene)
         if match is None or match.group(1) != split or int(match.group(2)) >= SPLIT_SIZES[split]:
             err = UnknownNameError("scene", scene, [])
-            err.args = (f"unknown synthetic scene {scene!r} in split {split!r}: scenes are "
-                        f"{split}-00000 .. {split}-{SPLIT_SIZES[split] - 1:05d}",)
+            err.args = (
+                f"unknown synthetic scene {scene!r} in split {split!r}: scenes are "
+                f"{split}-00000 .. {split}-{SPLIT_SIZES[split] - 1:05d}",
+            )
             raise err
         seed = split_seed(split, int(match.group(2)))
         return generate_sequence(seed, self.height, self.width, self.num_frames, scene=scene)
@@ -106,8 +117,14 @@ def lidar_directions(step_deg: float = LIDAR_AZIMUTH_STEP_DEG) -> tuple[np.ndarr
     n_az = int(round(2 * LIDAR_AZIMUTH_HALF_SPAN_DEG / step_deg)) + 1
     az = np.deg2rad(-LIDAR_AZIMUTH_HALF_SPAN_DEG + step_deg * np.arange(n_az))
     ce = np.cos(el)[:, None]
-    dirs = np.stack([ce * np.cos(az)[None], ce * np.sin(az)[None],
-                     np.broadcast_to(np.sin(el)[:, None], (el.size, az.size))], axis=-1)
+    dirs = np.stack(
+        [
+            ce * np.cos(az)[None],
+            ce * np.sin(az)[None],
+            np.broadcast_to(np.sin(el)[:, None], (el.size, az.size)),
+        ],
+        axis=-1,
+    )
     return dirs, el, az
 
 
@@ -120,9 +137,15 @@ def _camera_directions(cam_to_world: np.ndarray, k: np.ndarray, height: int, wid
     return np.stack([r[i, 0] * x + r[i, 1] * y + r[i, 2] for i in range(3)], axis=-1)
 
 
-def generate_sequence(seed: int, height: int = 160, width: int = 240, num_frames: int = 40, *,
-                      scene: str | None = None,
-                      lidar_azimuth_step_deg: float = LIDAR_AZIMUTH_STEP_DEG) -> clip.Sequence:
+def generate_sequence(
+    seed: int,
+    height: int = 160,
+    width: int = 240,
+    num_frames: int = 40,
+    *,
+    scene: str | None = None,
+    lidar_azimuth_step_deg: float = LIDAR_AZIMUTH_STEP_DEG,
+) -> clip.Sequence:
     """One synthetic sequence (pure function of its arguments; see the module docstring).
 
     Returns a clip.Sequence with images uint8 [T,3,H,W,3], depth (lidar z-buffer) / depth_dense float32
@@ -142,10 +165,15 @@ def generate_sequence(seed: int, height: int = 160, width: int = 240, num_frames
     n_cam = len(CAMERA_NAMES)
     shape = (num_frames, n_cam, height, width)
     out = {
-        "images": np.zeros((*shape, 3), np.uint8), "depth": np.zeros(shape, np.float32),
-        "depth_dense": np.zeros(shape, np.float32), "flow": np.zeros((*shape, 3), np.float32),
-        "semantic": np.zeros(shape, np.uint8), "instance": np.zeros(shape, np.int32),
-        "sky": np.zeros(shape, bool), "ground": np.zeros(shape, bool), "dynamic": np.zeros(shape, bool),
+        "images": np.zeros((*shape, 3), np.uint8),
+        "depth": np.zeros(shape, np.float32),
+        "depth_dense": np.zeros(shape, np.float32),
+        "flow": np.zeros((*shape, 3), np.float32),
+        "semantic": np.zeros(shape, np.uint8),
+        "instance": np.zeros(shape, np.int32),
+        "sky": np.zeros(shape, bool),
+        "ground": np.zeros(shape, bool),
+        "dynamic": np.zeros(shape, bool),
         "dynamic_box": np.zeros(shape, bool),
     }
     box_rows = []
@@ -165,37 +193,81 @@ def generate_sequence(seed: int, height: int = 160, width: int = 240, num_frames
         moving = kin["speed"] > MIN_MOVING_SPEED
         for a, agent in enumerate(world.agents):
             centre = kin["position"][a] + np.array([0.0, 0.0, agent.size[2] / 2])
-            box_rows.append((f, agent.track_id, agent.label, centre, agent.size, kin["yaw"][a],
-                             kin["velocity"][a], kin["acceleration"][a], num_points[a]))
+            box_rows.append(
+                (
+                    f,
+                    agent.track_id,
+                    agent.label,
+                    centre,
+                    agent.size,
+                    kin["yaw"][a],
+                    kin["velocity"][a],
+                    kin["acceleration"][a],
+                    num_points[a],
+                )
+            )
         # The Waymo-protocol dynamic boxes: moving and hit by at least one lidar return.
         sel = np.nonzero(moving & (num_points >= 1))[0]
         sizes = np.array([world.agents[a].size for a in sel], np.float64).reshape(-1, 3)
-        centres = kin["position"][sel] + np.stack([np.zeros(sel.size), np.zeros(sel.size), sizes[:, 2] / 2], 1)
+        centres = kin["position"][sel] + np.stack(
+            [np.zeros(sel.size), np.zeros(sel.size), sizes[:, 2] / 2], 1
+        )
         box_corners = geometry.box_corners(centres, sizes, kin["yaw"][sel])
         for v in range(n_cam):
-            _render_camera(world, prims, corners, kin, moving, c2w[f, v], k, cam_dirs[v], cam_dir_norm[v],
-                           v, out, f)
+            _render_camera(
+                world, prims, corners, kin, moving, c2w[f, v], k, cam_dirs[v], cam_dir_norm[v], v, out, f
+            )
             uv, z = geometry.project_points(points, c2w[f, v], k)
             out["depth"][f, v] = geometry.z_buffer(uv, z, height, width)[0]
             out["dynamic_box"][f, v] = geometry.box_rectangle_mask(box_corners, c2w[f, v], k, height, width)
     meta = {
-        "dataset": "synthetic", "scene": scene or f"seed-{int(seed)}", "camera_names": list(CAMERA_NAMES),
-        "label_names": list(clip.SLARM_CLASSES), "fps": FPS, "frame_indices": list(range(num_frames)),
-        "schema_version": clip.SCHEMA_VERSION, "flow_dense": True, "seed": int(seed),
-        "generator": GENERATOR_VERSION, "reference_camera": "FRONT",
-        "depth_source": "synthetic lidar z-buffer", "static_scene": bool(world.static),
+        "dataset": "synthetic",
+        "scene": scene or f"seed-{int(seed)}",
+        "camera_names": list(CAMERA_NAMES),
+        "label_names": list(clip.SLARM_CLASSES),
+        "fps": FPS,
+        "frame_indices": list(range(num_frames)),
+        "schema_version": clip.SCHEMA_VERSION,
+        "flow_dense": True,
+        "seed": int(seed),
+        "generator": GENERATOR_VERSION,
+        "reference_camera": "FRONT",
+        "depth_source": "synthetic lidar z-buffer",
+        "static_scene": bool(world.static),
     }
     return clip.Sequence(
-        images=out["images"], intrinsics=np.broadcast_to(k.astype(np.float32), (num_frames, n_cam, 3, 3)).copy(),
-        cam_to_world=c2w.astype(np.float32), time=times.astype(np.float64), meta=meta, depth=out["depth"],
-        flow=out["flow"], sky=out["sky"], dynamic=out["dynamic"], ground=out["ground"],
-        semantic=out["semantic"], boxes=_boxes(box_rows), depth_dense=out["depth_dense"],
-        instance=out["instance"], dynamic_box=out["dynamic_box"])
+        images=out["images"],
+        intrinsics=np.broadcast_to(k.astype(np.float32), (num_frames, n_cam, 3, 3)).copy(),
+        cam_to_world=c2w.astype(np.float32),
+        time=times.astype(np.float64),
+        meta=meta,
+        depth=out["depth"],
+        flow=out["flow"],
+        sky=out["sky"],
+        dynamic=out["dynamic"],
+        ground=out["ground"],
+        semantic=out["semantic"],
+        boxes=_boxes(box_rows),
+        depth_dense=out["depth_dense"],
+        instance=out["instance"],
+        dynamic_box=out["dynamic_box"],
+    )
 
 
-def _render_camera(world: Scene, prims: rc.Primitives, corners: np.ndarray, kin: dict[str, np.ndarray],
-                   moving: np.ndarray, cam_to_world: np.ndarray, k: np.ndarray, dirs: np.ndarray,
-                   dir_norm: np.ndarray, v: int, out: dict[str, np.ndarray], f: int) -> None:
+def _render_camera(
+    world: Scene,
+    prims: rc.Primitives,
+    corners: np.ndarray,
+    kin: dict[str, np.ndarray],
+    moving: np.ndarray,
+    cam_to_world: np.ndarray,
+    k: np.ndarray,
+    dirs: np.ndarray,
+    dir_norm: np.ndarray,
+    v: int,
+    out: dict[str, np.ndarray],
+    f: int,
+) -> None:
     """Cast and shade one camera image, writing every per-pixel field of frame f, camera v into `out`."""
     height, width = dirs.shape[:2]
     origin = cam_to_world[:3, 3]
@@ -206,8 +278,9 @@ def _render_camera(world: Scene, prims: rc.Primitives, corners: np.ndarray, kin:
     prim = np.maximum(idx, 0)
     # Sort pixels by surface type (sky, ground, then material x kind) once, so that every texture works on
     # a contiguous slice instead of gathering through boolean masks.
-    key = np.where(sky, 0, np.where(idx < 0, 1, 2 + 3 * prims.material[prim].astype(np.int64)
-                                    + prims.kind[prim])).astype(np.uint8)
+    key = np.where(
+        sky, 0, np.where(idx < 0, 1, 2 + 3 * prims.material[prim].astype(np.int64) + prims.kind[prim])
+    ).astype(np.uint8)
     order = np.argsort(key, kind="stable")  # a radix sort for uint8 keys
     inverse = np.empty_like(order)
     inverse[order] = np.arange(order.size)
@@ -232,8 +305,9 @@ def _render_camera(world: Scene, prims: rc.Primitives, corners: np.ndarray, kin:
             rgb[a:b] = shade.sky_colour(world, d32[a:b])
         elif key_value == 1:
             cos_g = np.abs(d32[a:b, 2]) / dn32[a:b]
-            albedo, is_road = shade.ground_albedo(world, pts32[a:b, 0], pts32[a:b, 1],
-                                                  dist[a:b] / np.maximum(cos_g, 0.05))
+            albedo, is_road = shade.ground_albedo(
+                world, pts32[a:b, 0], pts32[a:b, 1], dist[a:b] / np.maximum(cos_g, 0.05)
+            )
             rgb[a:b] = albedo * shade.lambert(np.array([[0.0, 0.0, 1.0]]), world.sun)[:, None]
             semantic[a:b] = np.where(is_road, ROAD, SIDEWALK)
         else:
@@ -241,9 +315,12 @@ def _render_camera(world: Scene, prims: rc.Primitives, corners: np.ndarray, kin:
             ids = id_s[a:b]
             local, face, normal = shade.surface_frame(kind, prims, ids, pts32[a:b])
             d = d32[a:b]
-            cos_p = np.abs(normal[:, 0] * d[:, 0] + normal[:, 1] * d[:, 1] + normal[:, 2] * d[:, 2]) / dn32[a:b]
-            albedo = shade.material_albedo(mat, prims, ids, local, pts32[a:b, 2], face,
-                                           dist[a:b] / np.maximum(cos_p, 0.05))
+            cos_p = (
+                np.abs(normal[:, 0] * d[:, 0] + normal[:, 1] * d[:, 1] + normal[:, 2] * d[:, 2]) / dn32[a:b]
+            )
+            albedo = shade.material_albedo(
+                mat, prims, ids, local, pts32[a:b, 2], face, dist[a:b] / np.maximum(cos_p, 0.05)
+            )
             rgb[a:b] = albedo * shade.lambert(normal, world.sun)[:, None]
             semantic[a:b] = prims.label[ids]
     instance = np.zeros(n, np.int32)
@@ -264,8 +341,13 @@ def _render_camera(world: Scene, prims: rc.Primitives, corners: np.ndarray, kin:
         dynamic[agent_px] = moving[own]
     lit = np.clip(rgb * world.camera_gain[v], 0.0, 1.0)
     img = np.round(lit * 255.0).astype(np.uint8)
-    for name, arr in (("images", img), ("semantic", semantic), ("instance", instance), ("flow", flow),
-                      ("dynamic", dynamic)):
+    for name, arr in (
+        ("images", img),
+        ("semantic", semantic),
+        ("instance", instance),
+        ("flow", flow),
+        ("dynamic", dynamic),
+    ):
         out[name][f, v] = np.take(arr, inverse, axis=0).reshape(out[name][f, v].shape)
     out["sky"][f, v] = sky.reshape(height, width)
     out["ground"][f, v] = (~sky & (idx < 0)).reshape(height, width)
@@ -277,16 +359,22 @@ def _boxes(rows: list[tuple]) -> clip.Boxes:
         return clip.Boxes.empty()
     cols = list(zip(*rows))
     return clip.Boxes(
-        frame=np.array(cols[0], np.int32), track_id=np.array(cols[1], np.int64),
-        label=np.array(cols[2], np.uint8), centre=np.array(cols[3], np.float64).astype(np.float32),
-        size=np.array(cols[4], np.float64).astype(np.float32), yaw=np.array(cols[5], np.float64).astype(np.float32),
+        frame=np.array(cols[0], np.int32),
+        track_id=np.array(cols[1], np.int64),
+        label=np.array(cols[2], np.uint8),
+        centre=np.array(cols[3], np.float64).astype(np.float32),
+        size=np.array(cols[4], np.float64).astype(np.float32),
+        yaw=np.array(cols[5], np.float64).astype(np.float32),
         velocity=np.array(cols[6], np.float64).astype(np.float32),
-        acceleration=np.array(cols[7], np.float64).astype(np.float32), num_points=np.array(cols[8], np.int32))
+        acceleration=np.array(cols[7], np.float64).astype(np.float32),
+        num_points=np.array(cols[8], np.int32),
+    )
 
 
 def _check_size(height: int, width: int, num_frames: int) -> None:
     if height < 8 or width < 8:
-        raise SyntheticError(f"synthetic image size {height}x{width} is too small: use at least 8x8 "
-                             "(the default is 160x240)")
+        raise SyntheticError(
+            f"synthetic image size {height}x{width} is too small: use at least 8x8 (the default is 160x240)"
+        )
     if num_frames < 2:
         raise SyntheticError(f"synthetic sequences need at least 2 frames, got {num_frames}")

@@ -87,12 +87,17 @@ class HeadingProfile:
     d_sway: float = 1.0
 
     def heading(self, t: np.ndarray) -> np.ndarray:
-        return (self.psi0 + self.turn * smoothstep((t - self.t_turn) / self.d_turn)
-                + self.sway * bump((t - self.t_sway) / self.d_sway))
+        return (
+            self.psi0
+            + self.turn * smoothstep((t - self.t_turn) / self.d_turn)
+            + self.sway * bump((t - self.t_sway) / self.d_sway)
+        )
 
     def rate(self, t: np.ndarray) -> np.ndarray:
-        return (self.turn * smoothstep_d((t - self.t_turn) / self.d_turn) / self.d_turn
-                + self.sway * bump_d((t - self.t_sway) / self.d_sway) / self.d_sway)
+        return (
+            self.turn * smoothstep_d((t - self.t_turn) / self.d_turn) / self.d_turn
+            + self.sway * bump_d((t - self.t_sway) / self.d_sway) / self.d_sway
+        )
 
 
 @dataclass
@@ -144,5 +149,11 @@ class Trajectory:
         vel = np.stack([v * c, v * s, zero], axis=-1)
         # d/dt (v (cos, sin)) = dv (cos, sin) + v dpsi (-sin, cos)
         acc = np.stack([dv * c - v * dpsi * s, dv * s + v * dpsi * c, zero], axis=-1)
-        return {"position": self.position(t), "yaw": psi, "velocity": vel, "acceleration": acc,
-                "yaw_rate": dpsi, "speed": np.abs(v)}
+        return {
+            "position": self.position(t),
+            "yaw": psi,
+            "velocity": vel,
+            "acceleration": acc,
+            "yaw_rate": dpsi,
+            "speed": np.abs(v),
+        }

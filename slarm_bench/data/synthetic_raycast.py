@@ -18,8 +18,9 @@ from slarm_bench import geometry
 
 BOX, CYLINDER, SPHERE = 0, 1, 2
 EPS = 1e-6
-_EDGES = np.array([(a, b) for a in range(8) for b in range(a + 1, 8)
-                   if bin(a ^ b).count("1") == 1])  # the 12 edges of geometry.box_corners' ordering
+_EDGES = np.array(
+    [(a, b) for a in range(8) for b in range(a + 1, 8) if bin(a ^ b).count("1") == 1]
+)  # the 12 edges of geometry.box_corners' ordering
 
 
 @dataclass
@@ -49,13 +50,29 @@ class Primitives:
     def from_rows(cls, rows: list[tuple]) -> Primitives:
         """rows of (kind, centre3, yaw, half3, material, colour3, param, label, owner)."""
         if not rows:
-            return cls(np.zeros(0, np.int8), np.zeros((0, 3)), np.zeros(0), np.zeros((0, 3)),
-                       np.zeros(0, np.int16), np.zeros((0, 3)), np.zeros(0), np.zeros(0, np.uint8),
-                       np.zeros(0, np.int32))
+            return cls(
+                np.zeros(0, np.int8),
+                np.zeros((0, 3)),
+                np.zeros(0),
+                np.zeros((0, 3)),
+                np.zeros(0, np.int16),
+                np.zeros((0, 3)),
+                np.zeros(0),
+                np.zeros(0, np.uint8),
+                np.zeros(0, np.int32),
+            )
         cols = list(zip(*rows))
-        return cls(np.array(cols[0], np.int8), np.array(cols[1], np.float64), np.array(cols[2], np.float64),
-                   np.array(cols[3], np.float64), np.array(cols[4], np.int16), np.array(cols[5], np.float64),
-                   np.array(cols[6], np.float64), np.array(cols[7], np.uint8), np.array(cols[8], np.int32))
+        return cls(
+            np.array(cols[0], np.int8),
+            np.array(cols[1], np.float64),
+            np.array(cols[2], np.float64),
+            np.array(cols[3], np.float64),
+            np.array(cols[4], np.int16),
+            np.array(cols[5], np.float64),
+            np.array(cols[6], np.float64),
+            np.array(cols[7], np.uint8),
+            np.array(cols[8], np.int32),
+        )
 
     @staticmethod
     def concat(parts: list[Primitives]) -> Primitives:
@@ -67,8 +84,14 @@ class Primitives:
         return geometry.box_corners(self.centre, 2.0 * self.half, self.yaw)
 
 
-def camera_rects(corners: np.ndarray, world_to_cam: np.ndarray, intrinsics: np.ndarray, height: int,
-                 width: int, near: float = 0.05) -> np.ndarray:
+def camera_rects(
+    corners: np.ndarray,
+    world_to_cam: np.ndarray,
+    intrinsics: np.ndarray,
+    height: int,
+    width: int,
+    near: float = 0.05,
+) -> np.ndarray:
     """[P,4] int (row0, row1, col0, col1), half-open, of the pixels whose centres may see each primitive.
 
     The bounding box is clipped against the near plane (corners in front plus edge crossings), so boxes
@@ -76,8 +99,7 @@ def camera_rects(corners: np.ndarray, world_to_cam: np.ndarray, intrinsics: np.n
     corners [P,8,3] come from `Primitives.corners`.
     """
     rot, tr = world_to_cam[:3, :3], world_to_cam[:3, 3]
-    cam = (corners[..., 0:1] * rot[:, 0] + corners[..., 1:2] * rot[:, 1] + corners[..., 2:3] * rot[:, 2]
-           + tr)
+    cam = corners[..., 0:1] * rot[:, 0] + corners[..., 1:2] * rot[:, 1] + corners[..., 2:3] * rot[:, 2] + tr
     a, b = cam[:, _EDGES[:, 0]], cam[:, _EDGES[:, 1]]
     za, zb = a[..., 2], b[..., 2]
     crosses = (za - near) * (zb - near) < 0
@@ -96,16 +118,19 @@ def camera_rects(corners: np.ndarray, world_to_cam: np.ndarray, intrinsics: np.n
     v_min = np.where(ok, v, big).min(axis=1)
     v_max = np.where(ok, v, -big).max(axis=1)
     # Pixel j has its centre at j + 0.5: it can see [u_min, u_max] when j in [u_min - 0.5, u_max - 0.5].
-    rects = np.stack([np.floor(v_min - 0.5), np.ceil(v_max - 0.5) + 1,
-                      np.floor(u_min - 0.5), np.ceil(u_max - 0.5) + 1], axis=1)
+    rects = np.stack(
+        [np.floor(v_min - 0.5), np.ceil(v_max - 0.5) + 1, np.floor(u_min - 0.5), np.ceil(u_max - 0.5) + 1],
+        axis=1,
+    )
     rects = np.clip(np.nan_to_num(rects), -1, [height, height, width, width]).astype(np.int64)
     rects[:, 0::2] = np.maximum(rects[:, 0::2], 0)
     rects[~ok.any(axis=1)] = 0
     return rects
 
 
-def lidar_rects(prims: Primitives, corners: np.ndarray, origin: np.ndarray, elevations: np.ndarray,
-                azimuths: np.ndarray) -> np.ndarray:
+def lidar_rects(
+    prims: Primitives, corners: np.ndarray, origin: np.ndarray, elevations: np.ndarray, azimuths: np.ndarray
+) -> np.ndarray:
     """[P,4] (row0, row1, col0, col1) over a lidar grid of evenly spaced `elevations` [R] (descending) and
     `azimuths` [C] (ascending, radians, world frame), conservative."""
     rel = prims.centre - origin
@@ -140,8 +165,13 @@ def lidar_rects(prims: Primitives, corners: np.ndarray, origin: np.ndarray, elev
     return rects
 
 
-def cast(origin: np.ndarray, dirs: np.ndarray, prims: Primitives, rects: np.ndarray,
-         t_max: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def cast(
+    origin: np.ndarray,
+    dirs: np.ndarray,
+    prims: Primitives,
+    rects: np.ndarray,
+    t_max: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Nearest hit of rays from one `origin` [3] with directions dirs [R,C,3] against `prims`.
 
     Only rays inside rects[i] are tested against primitive i. t_max [R,C] (optional) is an already known
@@ -178,8 +208,9 @@ def ground_hits(origin: np.ndarray, dirs: np.ndarray) -> np.ndarray:
     return t if origin[2] > 0 else np.full(dz.shape, np.inf)
 
 
-def _hit_box(rel: np.ndarray, yaw: float, half: np.ndarray, dx: np.ndarray, dy: np.ndarray,
-             dz: np.ndarray) -> np.ndarray:
+def _hit_box(
+    rel: np.ndarray, yaw: float, half: np.ndarray, dx: np.ndarray, dy: np.ndarray, dz: np.ndarray
+) -> np.ndarray:
     c, s = np.cos(yaw), np.sin(yaw)
     o = (c * rel[0] + s * rel[1], -s * rel[0] + c * rel[1], rel[2])
     d = (c * dx + s * dy, -s * dx + c * dy, dz)
@@ -196,8 +227,9 @@ def _hit_box(rel: np.ndarray, yaw: float, half: np.ndarray, dx: np.ndarray, dy: 
     return np.where(hit, t_near, np.inf)
 
 
-def _hit_cylinder(rel: np.ndarray, half: np.ndarray, dx: np.ndarray, dy: np.ndarray,
-                  dz: np.ndarray) -> np.ndarray:
+def _hit_cylinder(
+    rel: np.ndarray, half: np.ndarray, dx: np.ndarray, dy: np.ndarray, dz: np.ndarray
+) -> np.ndarray:
     r, hz = half[0], half[2]
     a = dx * dx + dy * dy
     b = 2.0 * (rel[0] * dx + rel[1] * dy)

@@ -17,8 +17,7 @@ from slarm_bench.data.synthetic_raycast import BOX, CYLINDER, SPHERE, Primitives
 # Class indices into clip.SLARM_CLASSES.
 OTHERS, VEHICLE, BICYCLE, MOTORCYCLE, PEOPLE, BUILDINGS, ROAD, SIDEWALK, SKY = range(9)
 # Materials (textures) of primitives; the ground has its own (road / sidewalk) chosen per pixel.
-(M_FACADE, M_CAR_BODY, M_CAR_CABIN, M_TRUCK, M_CLOTHES, M_HEAD, M_POLE, M_TRUNK, M_CANOPY,
- M_BIKE) = range(10)
+(M_FACADE, M_CAR_BODY, M_CAR_CABIN, M_TRUCK, M_CLOTHES, M_HEAD, M_POLE, M_TRUNK, M_CANOPY, M_BIKE) = range(10)
 
 CAMERA_NAMES = ("FRONT_LEFT", "FRONT", "FRONT_RIGHT")
 CAMERA_YAW_DEG = (45.0, 0.0, -45.0)
@@ -104,8 +103,9 @@ class Scene:
         """Per agent, `Trajectory.state` at all `times` at once (one vectorised quadrature per agent)."""
         return [agent.trajectory.state(np.asarray(times, np.float64)) for agent in self.agents]
 
-    def agent_primitives(self, t: float, states: list[dict[str, np.ndarray]] | None = None,
-                         i: int = 0) -> tuple[Primitives, dict[str, np.ndarray]]:
+    def agent_primitives(
+        self, t: float, states: list[dict[str, np.ndarray]] | None = None, i: int = 0
+    ) -> tuple[Primitives, dict[str, np.ndarray]]:
         """World-space primitives of all agents at time t, and their kinematics (arrays over agents).
 
         `states` (from `agent_states`) with position `i` in its time axis replaces the per-call evaluation.
@@ -129,19 +129,29 @@ class Scene:
             for kind, off, dyaw, half, mat, colour, param in agent.parts:
                 centre = (pos[a, 0] + c * off[0] - s * off[1], pos[a, 1] + s * off[0] + c * off[1], off[2])
                 rows.append((kind, centre, yaw[a] + dyaw, half, mat, colour, param, agent.label, a))
-        kin = {"position": pos, "yaw": yaw, "velocity": vel, "acceleration": acc, "yaw_rate": rate,
-               "speed": speed}
+        kin = {
+            "position": pos,
+            "yaw": yaw,
+            "velocity": vel,
+            "acceleration": acc,
+            "yaw_rate": rate,
+            "speed": speed,
+        }
         return Primitives.from_rows(rows), kin
 
 
 def make_scene(seed: int, duration: float, num_cameras: int = 3) -> Scene:
     """Draw the whole scene of one sequence from `seed` (see module docstring)."""
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5EED]))
-    road = RoadLayout(lane_width=float(rng.uniform(3.2, 3.8)), n_same=int(rng.integers(1, 3)),
-                      n_opp=int(rng.integers(1, 3)), parking=float(rng.uniform(2.2, 2.8)),
-                      sidewalk=float(rng.uniform(3.0, 5.0)),
-                      cross_x=float(rng.uniform(35, 90)) if rng.random() < 0.5 else None,
-                      cross_half=float(rng.uniform(4.0, 6.0)))
+    road = RoadLayout(
+        lane_width=float(rng.uniform(3.2, 3.8)),
+        n_same=int(rng.integers(1, 3)),
+        n_opp=int(rng.integers(1, 3)),
+        parking=float(rng.uniform(2.2, 2.8)),
+        sidewalk=float(rng.uniform(3.0, 5.0)),
+        cross_x=float(rng.uniform(35, 90)) if rng.random() < 0.5 else None,
+        cross_half=float(rng.uniform(4.0, 6.0)),
+    )
     ego = _ego_trajectory(rng, duration)
     ego_end = float(ego.position(np.array(duration))[0])
     scenery = _scenery(rng, road, x_max=ego_end + 220.0)
@@ -150,11 +160,21 @@ def make_scene(seed: int, duration: float, num_cameras: int = 3) -> Scene:
     sun_el, sun_az = rng.uniform(0.5, 1.1), rng.uniform(-np.pi, np.pi)
     sun = np.array([np.cos(sun_el) * np.cos(sun_az), np.cos(sun_el) * np.sin(sun_az), np.sin(sun_el)])
     gain = rng.uniform(0.92, 1.08, (num_cameras, 1)) * rng.uniform(0.95, 1.05, (num_cameras, 3))
-    return Scene(seed=int(seed), duration=duration, static=static, road=road, ego=ego, scenery=scenery,
-                 agents=agents, sun=sun, sky_zenith=np.array([0.25, 0.45, 0.85]) + rng.uniform(-0.05, 0.05, 3),
-                 sky_horizon=np.array([0.75, 0.82, 0.92]) + rng.uniform(-0.04, 0.04, 3),
-                 cloud_phase=rng.uniform(0, 2 * np.pi, 4), camera_gain=gain,
-                 asphalt=float(rng.uniform(0.26, 0.36)))
+    return Scene(
+        seed=int(seed),
+        duration=duration,
+        static=static,
+        road=road,
+        ego=ego,
+        scenery=scenery,
+        agents=agents,
+        sun=sun,
+        sky_zenith=np.array([0.25, 0.45, 0.85]) + rng.uniform(-0.05, 0.05, 3),
+        sky_horizon=np.array([0.75, 0.82, 0.92]) + rng.uniform(-0.04, 0.04, 3),
+        cloud_phase=rng.uniform(0, 2 * np.pi, 4),
+        camera_gain=gain,
+        asphalt=float(rng.uniform(0.26, 0.36)),
+    )
 
 
 def _ego_trajectory(rng: np.random.Generator, duration: float) -> Trajectory:
@@ -162,14 +182,23 @@ def _ego_trajectory(rng: np.random.Generator, duration: float) -> Trajectory:
     speed = SpeedProfile(v0=v0)
     if rng.random() < 0.5:  # accelerate or brake once, staying within 5..15 m/s
         dv = float(rng.uniform(5.0 - v0, 15.0 - v0))
-        speed = SpeedProfile(v0=v0, dv=dv, t_step=float(rng.uniform(0, duration * 0.6)),
-                             d_step=max(1.0, 1.875 * abs(dv) / 2.5))
+        speed = SpeedProfile(
+            v0=v0, dv=dv, t_step=float(rng.uniform(0, duration * 0.6)), d_step=max(1.0, 1.875 * abs(dv) / 2.5)
+        )
     return Trajectory(start=(0.0, 0.0), z=0.0, speed=speed, heading=HeadingProfile(psi0=0.0))
 
 
 def _palette(rng: np.random.Generator) -> tuple[float, float, float]:
-    base = np.array([[0.75, 0.7, 0.62], [0.62, 0.38, 0.3], [0.55, 0.56, 0.6], [0.8, 0.78, 0.72],
-                     [0.45, 0.4, 0.35], [0.7, 0.6, 0.45]])[rng.integers(0, 6)]
+    base = np.array(
+        [
+            [0.75, 0.7, 0.62],
+            [0.62, 0.38, 0.3],
+            [0.55, 0.56, 0.6],
+            [0.8, 0.78, 0.72],
+            [0.45, 0.4, 0.35],
+            [0.7, 0.6, 0.45],
+        ]
+    )[rng.integers(0, 6)]
     return tuple(np.clip(base + rng.uniform(-0.06, 0.06, 3), 0, 1))
 
 
@@ -185,15 +214,30 @@ def _scenery(rng: np.random.Generator, road: RoadLayout, x_max: float) -> Primit
             depth, height = rng.uniform(8, 20), rng.uniform(5, 30)
             x_lo, x_hi = x, x + length
             cross = road.cross_x
-            if cross is not None and x_hi > cross - road.cross_half - 2 and x_lo < cross + road.cross_half + 2:
+            if (
+                cross is not None
+                and x_hi > cross - road.cross_half - 2
+                and x_lo < cross + road.cross_half + 2
+            ):
                 x = cross + road.cross_half + 2 + rng.uniform(0, 3)
                 continue
             setback = rng.uniform(0, 1.5)
             yc = front + side * (setback + depth / 2)
             # param packs the facade pattern: 100 * style (0 plain, 1 bricks, 2 panels) + 10 * window spacing.
             param = float(100 * rng.integers(0, 3) + np.round(rng.uniform(2.4, 4.2) * 10))
-            rows.append((BOX, (x + length / 2, yc, height / 2), 0.0, (length / 2, depth / 2, height / 2),
-                         M_FACADE, _palette(rng), param, BUILDINGS, -1))
+            rows.append(
+                (
+                    BOX,
+                    (x + length / 2, yc, height / 2),
+                    0.0,
+                    (length / 2, depth / 2, height / 2),
+                    M_FACADE,
+                    _palette(rng),
+                    param,
+                    BUILDINGS,
+                    -1,
+                )
+            )
             x = x_hi + rng.uniform(0, 6)
         # Street furniture along the curb: poles and trees.
         x = -30.0 + rng.uniform(0, 10)
@@ -204,34 +248,107 @@ def _scenery(rng: np.random.Generator, road: RoadLayout, x_max: float) -> Primit
                 continue
             if rng.random() < 0.4:
                 h = rng.uniform(6, 9)
-                rows.append((CYLINDER, (x, y, h / 2), 0.0, (0.12, 0.12, h / 2), M_POLE, (0.5, 0.5, 0.52),
-                             0.0, OTHERS, -1))
+                rows.append(
+                    (
+                        CYLINDER,
+                        (x, y, h / 2),
+                        0.0,
+                        (0.12, 0.12, h / 2),
+                        M_POLE,
+                        (0.5, 0.5, 0.52),
+                        0.0,
+                        OTHERS,
+                        -1,
+                    )
+                )
             else:
                 h, r = rng.uniform(2.0, 3.2), rng.uniform(1.4, 2.4)
-                rows.append((CYLINDER, (x, y, h / 2), 0.0, (0.18, 0.18, h / 2), M_TRUNK, (0.4, 0.28, 0.18),
-                             0.0, OTHERS, -1))
+                rows.append(
+                    (
+                        CYLINDER,
+                        (x, y, h / 2),
+                        0.0,
+                        (0.18, 0.18, h / 2),
+                        M_TRUNK,
+                        (0.4, 0.28, 0.18),
+                        0.0,
+                        OTHERS,
+                        -1,
+                    )
+                )
                 green = (rng.uniform(0.15, 0.3), rng.uniform(0.35, 0.55), rng.uniform(0.12, 0.22))
-                rows.append((SPHERE, (x, y, h + 0.7 * r), 0.0, (r, r, r), M_CANOPY, green,
-                             rng.uniform(0, 6.28), OTHERS, -1))
+                rows.append(
+                    (
+                        SPHERE,
+                        (x, y, h + 0.7 * r),
+                        0.0,
+                        (r, r, r),
+                        M_CANOPY,
+                        green,
+                        rng.uniform(0, 6.28),
+                        OTHERS,
+                        -1,
+                    )
+                )
             x += rng.uniform(8, 22)
     return Primitives.from_rows(rows)
 
 
 def _vehicle_parts(rng: np.random.Generator, truck: bool) -> tuple[tuple[float, float, float], list[tuple]]:
-    colour = tuple(np.clip(rng.choice([[0.8, 0.8, 0.8], [0.12, 0.12, 0.14], [0.6, 0.1, 0.1],
-                                       [0.15, 0.25, 0.55], [0.55, 0.57, 0.6], [0.9, 0.9, 0.88],
-                                       [0.2, 0.4, 0.25]]) + rng.uniform(-0.04, 0.04, 3), 0, 1))
+    colour = tuple(
+        np.clip(
+            rng.choice(
+                [
+                    [0.8, 0.8, 0.8],
+                    [0.12, 0.12, 0.14],
+                    [0.6, 0.1, 0.1],
+                    [0.15, 0.25, 0.55],
+                    [0.55, 0.57, 0.6],
+                    [0.9, 0.9, 0.88],
+                    [0.2, 0.4, 0.25],
+                ]
+            )
+            + rng.uniform(-0.04, 0.04, 3),
+            0,
+            1,
+        )
+    )
     if truck:
         size = (rng.uniform(7, 12), rng.uniform(2.4, 2.6), rng.uniform(2.8, 3.4))
-        parts = [(BOX, (0.0, 0.0, size[2] / 2), 0.0, (size[0] / 2, size[1] / 2, size[2] / 2 - 0.02),
-                  M_TRUCK, colour, 0.0)]
+        parts = [
+            (
+                BOX,
+                (0.0, 0.0, size[2] / 2),
+                0.0,
+                (size[0] / 2, size[1] / 2, size[2] / 2 - 0.02),
+                M_TRUCK,
+                colour,
+                0.0,
+            )
+        ]
         return size, parts
     size = (rng.uniform(4.0, 4.9), rng.uniform(1.75, 2.0), rng.uniform(1.4, 1.75))
     body_h = 0.6 * size[2]
-    parts = [(BOX, (0.0, 0.0, body_h / 2 + 0.02), 0.0, (size[0] / 2, size[1] / 2, body_h / 2 - 0.01),
-              M_CAR_BODY, colour, 0.0),
-             (BOX, (-0.06 * size[0], 0.0, (body_h + size[2]) / 2), 0.0,
-              (0.28 * size[0], size[1] / 2 - 0.06, (size[2] - body_h) / 2 - 0.005), M_CAR_CABIN, colour, 0.0)]
+    parts = [
+        (
+            BOX,
+            (0.0, 0.0, body_h / 2 + 0.02),
+            0.0,
+            (size[0] / 2, size[1] / 2, body_h / 2 - 0.01),
+            M_CAR_BODY,
+            colour,
+            0.0,
+        ),
+        (
+            BOX,
+            (-0.06 * size[0], 0.0, (body_h + size[2]) / 2),
+            0.0,
+            (0.28 * size[0], size[1] / 2 - 0.06, (size[2] - body_h) / 2 - 0.005),
+            M_CAR_CABIN,
+            colour,
+            0.0,
+        ),
+    ]
     return size, parts
 
 
@@ -239,15 +356,18 @@ def _person_parts(rng: np.random.Generator, rider: str | None) -> tuple[tuple[fl
     shirt = tuple(rng.uniform(0.1, 0.9, 3))
     if rider is None:
         body_h, r = rng.uniform(1.4, 1.6), rng.uniform(0.2, 0.26)
-        parts = [(CYLINDER, (0.0, 0.0, body_h / 2), 0.0, (r, r, body_h / 2), M_CLOTHES, shirt, 0.0),
-                 (SPHERE, (0.0, 0.0, body_h + 0.12), 0.0, (0.115,) * 3, M_HEAD, (0.8, 0.62, 0.5), 0.0)]
+        parts = [
+            (CYLINDER, (0.0, 0.0, body_h / 2), 0.0, (r, r, body_h / 2), M_CLOTHES, shirt, 0.0),
+            (SPHERE, (0.0, 0.0, body_h + 0.12), 0.0, (0.115,) * 3, M_HEAD, (0.8, 0.62, 0.5), 0.0),
+        ]
         return (2 * r, 2 * r, body_h + 0.24), parts
     length, width, frame_h = (1.75, 0.2, 0.95) if rider == "bicycle" else (2.1, 0.6, 1.0)
     frame = (0.12, 0.12, 0.13) if rider == "bicycle" else (0.15, 0.15, 0.17)
-    parts = [(BOX, (0.0, 0.0, frame_h / 2 + 0.02), 0.0, (length / 2, width / 2, frame_h / 2), M_BIKE,
-              frame, 0.0),
-             (CYLINDER, (-0.1, 0.0, frame_h + 0.35), 0.0, (0.2, 0.2, 0.35), M_CLOTHES, shirt, 1.0),
-             (SPHERE, (-0.05, 0.0, frame_h + 0.82), 0.0, (0.13,) * 3, M_HEAD, (0.2, 0.2, 0.22), 0.0)]
+    parts = [
+        (BOX, (0.0, 0.0, frame_h / 2 + 0.02), 0.0, (length / 2, width / 2, frame_h / 2), M_BIKE, frame, 0.0),
+        (CYLINDER, (-0.1, 0.0, frame_h + 0.35), 0.0, (0.2, 0.2, 0.35), M_CLOTHES, shirt, 1.0),
+        (SPHERE, (-0.05, 0.0, frame_h + 0.82), 0.0, (0.13,) * 3, M_HEAD, (0.2, 0.2, 0.22), 0.0),
+    ]
     return (length, max(width, 0.4) + 0.02, frame_h + 0.97), parts
 
 
@@ -261,7 +381,7 @@ def _discs(size: tuple[float, float, float], pos: np.ndarray, yaw: np.ndarray) -
 
 def _collides(a: tuple[np.ndarray, float], b: tuple[np.ndarray, float]) -> bool:
     d = a[0][:, :, None, :] - b[0][:, None, :, :]
-    return bool(((d ** 2).sum(-1) < (a[1] + b[1]) ** 2).any())
+    return bool(((d**2).sum(-1) < (a[1] + b[1]) ** 2).any())
 
 
 def _agents(rng: np.random.Generator, road: RoadLayout, ego: Trajectory, duration: float) -> list[Agent]:
@@ -270,9 +390,13 @@ def _agents(rng: np.random.Generator, road: RoadLayout, ego: Trajectory, duratio
     placed = [_discs((4.8, 2.0, 1.6), ego_pos, np.zeros(times.size))]
     agents: list[Agent] = []
     lo, hi = road.road_edges
-    plans = (["car"] * int(rng.integers(5, 13)) + ["parked"] * int(rng.integers(2, 9))
-             + ["pedestrian"] * int(rng.integers(3, 11)) + ["cyclist"] * int(rng.integers(0, 4))
-             + ["turner"] * (int(rng.integers(1, 3)) if road.cross_x is not None else 0))
+    plans = (
+        ["car"] * int(rng.integers(5, 13))
+        + ["parked"] * int(rng.integers(2, 9))
+        + ["pedestrian"] * int(rng.integers(3, 11))
+        + ["cyclist"] * int(rng.integers(0, 4))
+        + ["turner"] * (int(rng.integers(1, 3)) if road.cross_x is not None else 0)
+    )
     for plan in plans:
         for _attempt in range(6):
             made = _draw_agent(rng, plan, road, lo, hi, duration)
@@ -284,8 +408,9 @@ def _agents(rng: np.random.Generator, road: RoadLayout, ego: Trajectory, duratio
             if any(_collides(discs, other) for other in placed):
                 continue
             placed.append(discs)
-            agents.append(Agent(track_id=len(agents) + 1, label=label, size=size, trajectory=traj,
-                                parts=parts))
+            agents.append(
+                Agent(track_id=len(agents) + 1, label=label, size=size, trajectory=traj, parts=parts)
+            )
             break
     return agents
 
@@ -312,8 +437,7 @@ def _speed(rng: np.random.Generator, v0: float, duration: float, max_acc: float)
     return profile
 
 
-def _draw_agent(rng: np.random.Generator, plan: str, road: RoadLayout, lo: float, hi: float,
-                duration: float):
+def _draw_agent(rng: np.random.Generator, plan: str, road: RoadLayout, lo: float, hi: float, duration: float):
     if plan in ("car", "parked", "turner"):
         truck = plan != "parked" and rng.random() < 0.15
         size, parts = _vehicle_parts(rng, truck)
@@ -341,8 +465,12 @@ def _draw_agent(rng: np.random.Generator, plan: str, road: RoadLayout, lo: float
             # Turn right (towards the near side of the cross street) or left, then shift to hit its lanes.
             turn = float(rng.choice([-1.0, 1.0])) * np.pi / 2
             heading = HeadingProfile(psi0=psi0, turn=turn, t_turn=t_turn, d_turn=d_turn)
-            speed = SpeedProfile(v0=v0, a=float(rng.uniform(0.3, 1.2)), w=float(rng.uniform(0.6, 1.5)),
-                                 phi=float(rng.uniform(0, 2 * np.pi)))
+            speed = SpeedProfile(
+                v0=v0,
+                a=float(rng.uniform(0.3, 1.2)),
+                w=float(rng.uniform(0.6, 1.5)),
+                phi=float(rng.uniform(0, 2 * np.pi)),
+            )
             speed.a = min(speed.a, 0.45 * v0 * speed.w)
             # A right turn starts from the outer lane of its direction, a left turn from the inner one.
             if same:
@@ -368,8 +496,9 @@ def _draw_agent(rng: np.random.Generator, plan: str, road: RoadLayout, lo: float
         if len(lanes) > 1 and rng.random() < 0.35 and not (same and k == 1 and x < 30):
             target = 1 - k
             dy = (lanes[target] - lanes[k]) * (1 if same else -1)
-            heading = _lane_change(psi, dy, v0, float(rng.uniform(0, duration * 0.6)),
-                                   float(rng.uniform(2.5, 4.5)))
+            heading = _lane_change(
+                psi, dy, v0, float(rng.uniform(0, duration * 0.6)), float(rng.uniform(2.5, 4.5))
+            )
         return label, size, Trajectory((x, lanes[k]), 0.0, speed, heading), parts
     if plan == "pedestrian":
         size, parts = _person_parts(rng, None)
@@ -380,8 +509,12 @@ def _draw_agent(rng: np.random.Generator, plan: str, road: RoadLayout, lo: float
         v0 = 0.0 if standing else float(rng.uniform(0.8, 1.8))
         speed = SpeedProfile(v0=v0)
         if not standing:
-            speed = SpeedProfile(v0=v0, a=float(rng.uniform(0.3, 1.2)) * min(v0, 1.0),
-                                 w=float(rng.uniform(2.5, 6.0)), phi=float(rng.uniform(0, 2 * np.pi)))
+            speed = SpeedProfile(
+                v0=v0,
+                a=float(rng.uniform(0.3, 1.2)) * min(v0, 1.0),
+                w=float(rng.uniform(2.5, 6.0)),
+                phi=float(rng.uniform(0, 2 * np.pi)),
+            )
             speed.a = min(speed.a, 0.45 * v0 * speed.w)
         if rng.random() < 0.2 and not standing:  # crossing the road
             y = curb + side * 0.5
@@ -396,8 +529,12 @@ def _draw_agent(rng: np.random.Generator, plan: str, road: RoadLayout, lo: float
     y = (lo + 0.6 * road.parking) if same else (hi - 0.6 * road.parking)
     v0 = float(rng.uniform(6, 12)) if motor else float(rng.uniform(3, 7))
     speed = _speed(rng, v0, duration, 3.0)
-    return (MOTORCYCLE if motor else BICYCLE), size, Trajectory(
-        (float(rng.uniform(-20, 90)), y), 0.0, speed, HeadingProfile(psi0=0.0 if same else np.pi)), parts
+    return (
+        (MOTORCYCLE if motor else BICYCLE),
+        size,
+        Trajectory((float(rng.uniform(-20, 90)), y), 0.0, speed, HeadingProfile(psi0=0.0 if same else np.pi)),
+        parts,
+    )
 
 
 def _lane_change(psi: float, dy: float, speed: float, t0: float, dur: float) -> HeadingProfile:

@@ -13,7 +13,14 @@ import numpy as np
 
 from slarm_bench.data.synthetic_raycast import BOX, CYLINDER, Primitives
 from slarm_bench.data.synthetic_scene import (
-    M_BIKE, M_CANOPY, M_CAR_BODY, M_CAR_CABIN, M_CLOTHES, M_FACADE, M_HEAD, M_POLE, M_TRUCK, M_TRUNK,
+    M_CANOPY,
+    M_CAR_BODY,
+    M_CAR_CABIN,
+    M_CLOTHES,
+    M_FACADE,
+    M_HEAD,
+    M_TRUCK,
+    M_TRUNK,
     Scene,
 )
 
@@ -41,18 +48,26 @@ def sky_colour(scene: Scene, dirs: np.ndarray) -> np.ndarray:
     qx = d[:, 0] / (el + 0.08)
     qy = d[:, 1] / (el + 0.08)
     ph = scene.cloud_phase
-    dens = (np.sin(1.3 * qx + ph[0]) * np.sin(1.1 * qy + ph[1]) + 0.5 * np.sin(2.7 * qx - 1.9 * qy + ph[2])
-            + 0.25 * np.sin(5.3 * qx + 4.1 * qy + ph[3]))
+    dens = (
+        np.sin(1.3 * qx + ph[0]) * np.sin(1.1 * qy + ph[1])
+        + 0.5 * np.sin(2.7 * qx - 1.9 * qy + ph[2])
+        + 0.25 * np.sin(5.3 * qx + 4.1 * qy + ph[3])
+    )
     cloud = np.clip((dens - 0.35) * 1.6, 0.0, 1.0) * np.clip(el * 8.0, 0.0, 1.0) * 0.85
     return col + cloud[:, None] * (np.array([0.96, 0.96, 0.97]) - col)
 
 
-def ground_albedo(scene: Scene, x: np.ndarray, y: np.ndarray, fp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def ground_albedo(
+    scene: Scene, x: np.ndarray, y: np.ndarray, fp: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Albedo [N,3] and road flag [N] of ground points (x, y), pixel footprints fp [N] (m)."""
     road = scene.road
     is_road = road.is_road(x, y)
-    a = scene.asphalt * (1.0 + 0.07 * np.sin(0.31 * x + 0.5 * np.sin(0.13 * y)) * np.sin(0.23 * y + 0.7)
-                         + 0.05 * np.sin(0.071 * x - 0.05 * y) * fade(fp, 10.0))
+    a = scene.asphalt * (
+        1.0
+        + 0.07 * np.sin(0.31 * x + 0.5 * np.sin(0.13 * y)) * np.sin(0.23 * y + 0.7)
+        + 0.05 * np.sin(0.071 * x - 0.05 * y) * fade(fp, 10.0)
+    )
     out = np.repeat(a[:, None], 3, axis=1)
     out[:, 2] *= 1.04
     lo, hi = road.road_edges
@@ -68,7 +83,7 @@ def ground_albedo(scene: Scene, x: np.ndarray, y: np.ndarray, fp: np.ndarray) ->
         white |= (np.abs(y - (road.y_right + i * road.lane_width)) < 0.07) & dashed
     for i in range(1, road.n_opp):
         white |= (np.abs(y - (road.y_centre + i * road.lane_width)) < 0.07) & dashed
-    yellow = (np.abs(np.abs(y - road.y_centre) - 0.12) < 0.06)
+    yellow = np.abs(np.abs(y - road.y_centre) - 0.12) < 0.06
     for mask, paint in ((white & in_lanes, WHITE_PAINT), (yellow & in_lanes, YELLOW_PAINT)):
         k = mark_fade[mask, None]
         out[mask] = out[mask] * (1 - k) + paint * k
@@ -84,8 +99,15 @@ def ground_albedo(scene: Scene, x: np.ndarray, y: np.ndarray, fp: np.ndarray) ->
     return out, is_road
 
 
-def material_albedo(mat: int, prims: Primitives, idx: np.ndarray, local: np.ndarray, height: np.ndarray,
-                    face: np.ndarray, fp: np.ndarray) -> np.ndarray:
+def material_albedo(
+    mat: int,
+    prims: Primitives,
+    idx: np.ndarray,
+    local: np.ndarray,
+    height: np.ndarray,
+    face: np.ndarray,
+    fp: np.ndarray,
+) -> np.ndarray:
     """Albedo [N,3] of points on primitives of one material `mat`.
 
     idx [N] rows of `prims`; local [N,3] point in the primitive frame; height [N] above the ground (m);
@@ -102,7 +124,9 @@ def material_albedo(mat: int, prims: Primitives, idx: np.ndarray, local: np.ndar
         u, z = along, height
         wall = colour * (1.0 + 0.06 * np.sin(0.21 * u + 0.3 * z) * fade(fp, 8.0))[:, None]
         zf = _frac(z / 3.2)
-        brick = (style == 1) & ((_frac(z / 0.3) < 0.15) | (_frac(u / 0.9 + 0.5 * (_frac(z / 0.6) < 0.5)) < 0.06))
+        brick = (style == 1) & (
+            (_frac(z / 0.3) < 0.15) | (_frac(u / 0.9 + 0.5 * (_frac(z / 0.6) < 0.5)) < 0.06)
+        )
         panel = (style == 2) & ((zf < 0.06) | (_frac(u / (2 * spacing)) < 0.03))
         wall *= (1.0 - 0.25 * brick * fade(fp, 0.6) - 0.3 * panel * fade(fp, 3.0))[:, None]
         us = _frac(u / spacing)
@@ -124,7 +148,9 @@ def material_albedo(mat: int, prims: Primitives, idx: np.ndarray, local: np.ndar
         return res
     if mat == M_CAR_CABIN:
         hu = np.where(face == 0, half[:, 1], half[:, 0])
-        pane = (face != 2) & (np.abs(along) < hu - 0.12) & (lz > -half[:, 2] + 0.04) & (lz < half[:, 2] - 0.07)
+        pane = (
+            (face != 2) & (np.abs(along) < hu - 0.12) & (lz > -half[:, 2] + 0.04) & (lz < half[:, 2] - 0.07)
+        )
         res = colour.copy()
         res[pane] = GLASS
         return res
@@ -144,13 +170,18 @@ def material_albedo(mat: int, prims: Primitives, idx: np.ndarray, local: np.ndar
         return colour * (0.85 + 0.15 * np.sin(20.0 * (lx + ly)) * fade(fp, 0.3))[:, None]
     if mat == M_CANOPY:
         ph = prims.param[idx].astype(np.float32)
-        v = 0.85 + 0.15 * fade(fp, 1.0) * np.sin(4.0 * lx + ph) * np.sin(4.0 * ly) + 0.1 * np.sin(3.0 * lz + ph)
+        v = (
+            0.85
+            + 0.15 * fade(fp, 1.0) * np.sin(4.0 * lx + ph) * np.sin(4.0 * ly)
+            + 0.1 * np.sin(3.0 * lz + ph)
+        )
         return colour * v[:, None]
     return colour  # M_POLE, M_BIKE: plain
 
 
-def surface_frame(kind: int, prims: Primitives, idx: np.ndarray,
-                  points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def surface_frame(
+    kind: int, prims: Primitives, idx: np.ndarray, points: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Local coordinates [N,3], face id [N] and world normal [N,3] of points [N,3] on primitives idx [N],
     all of one `kind`."""
     dtype = points.dtype
@@ -174,8 +205,9 @@ def surface_frame(kind: int, prims: Primitives, idx: np.ndarray,
     else:
         n_local = local / half[:, :1]
         face = np.zeros(n, np.int64)
-    normal = np.stack([c * n_local[:, 0] - s * n_local[:, 1], s * n_local[:, 0] + c * n_local[:, 1],
-                       n_local[:, 2]], axis=1)
+    normal = np.stack(
+        [c * n_local[:, 0] - s * n_local[:, 1], s * n_local[:, 0] + c * n_local[:, 1], n_local[:, 2]], axis=1
+    )
     return local, face, normal
 
 
