@@ -19,7 +19,6 @@ Which frames are scored is protocol logic; `keep_flow_window` / `keep_flow_times
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from slarm_bench.metrics.base import Metric, MetricInputError, Sample, ValueSpec, nan_where
 from slarm_bench.metrics.depth import STORM_DEPTH_RANGE, valid_depth
@@ -63,28 +62,36 @@ def flow_errors(pred: torch.Tensor, gt: torch.Tensor, keep: torch.Tensor, zero_b
             f"flow {tuple(pred.shape)} and gt_flow {tuple(gt.shape)} must both be [B,H,W,3]: render flow at "
             "the ground truth's size."
         )
-    pred, gt = pred.to(torch.float64), gt.to(torch.float64)
+    # channel-first planes [3,B,H,W]: norms become sums of three contiguous planes (fast on a CPU)
+    p = pred.permute(3, 0, 1, 2).to(torch.float64).contiguous()
+    g = gt.permute(3, 0, 1, 2).to(torch.float64).contiguous()
+
+    def norm(v: torch.Tensor) -> torch.Tensor:
+        return (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt()
+
+    pred_norm = norm(p)
     if zero_below is not None:
-        pred = torch.where(torch.linalg.vector_norm(pred, dim=-1, keepdim=True) < zero_below,
-                           torch.zeros_like(pred), pred)
-    e = torch.linalg.vector_norm(pred - gt, dim=-1)
-    gt_norm = torch.linalg.vector_norm(gt, dim=-1)
+        small = pred_norm < zero_below
+        p = torch.where(small, torch.zeros((), dtype=p.dtype, device=p.device), p)
+        pred_norm = torch.where(small, torch.zeros((), dtype=p.dtype, device=p.device), pred_norm)
+    e = norm(p - g)
+    gt_norm = norm(g)
     keep = keep.bool()
-    kf = keep.to(torch.float64)
-    n = kf.flatten(1).sum(1)
+    n = keep.flatten(1).sum(1).to(torch.float64)
 
     def mean_over(x: torch.Tensor, m: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
-        total = torch.where(m, x, torch.zeros_like(x)).flatten(1).sum(1)
+        total = torch.where(m, x, torch.zeros((), dtype=x.dtype, device=x.device)).flatten(1).sum(1)
         return nan_where(total / count.clamp_min(1), count == 0)
 
     out = {"flow_epe3d": (mean_over(e, keep, n), n)}
     for key, t in (("flow_acc5", 0.05), ("flow_acc10", 0.1)):
-        ok = ((e < t) | (e < t * gt_norm)).to(torch.float64)
-        out[key] = (100.0 * mean_over(ok, keep, n), n)
+        ok = keep & ((e < t) | (e < t * gt_norm))
+        out[key] = (nan_where(100.0 * ok.flatten(1).sum(1).to(torch.float64) / n.clamp_min(1), n == 0), n)
     akeep = keep & (gt_norm > angle_min_gt)
-    an = akeep.to(torch.float64).flatten(1).sum(1)
-    cos = (F.normalize(pred, dim=-1) * F.normalize(gt, dim=-1)).sum(-1).clamp(-1.0, 1.0)
-    out["flow_angle"] = (mean_over(torch.arccos(cos), akeep, an), an)
+    an = akeep.flatten(1).sum(1).to(torch.float64)
+    # unit vectors as F.normalize makes them (eps 1e-12): a zero prediction stays zero, so cos = 0
+    dot = (p * g).sum(0) / (pred_norm.clamp_min(1e-12) * gt_norm.clamp_min(1e-12))
+    out["flow_angle"] = (mean_over(torch.arccos(dot.clamp(-1.0, 1.0)), akeep, an), an)
     return out
 
 

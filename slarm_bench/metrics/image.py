@@ -24,7 +24,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from slarm_bench.errors import check_name
 from slarm_bench.metrics.base import (
@@ -35,6 +34,7 @@ from slarm_bench.metrics.base import (
     Sample,
     ValueSpec,
     masked_mean,
+    nan_where,
     sample_mask,
 )
 
@@ -55,20 +55,50 @@ def _rgb_pair(pred: torch.Tensor, gt: torch.Tensor, dtype: torch.dtype) -> tuple
 
 # ---------------------------------------------------------------------------------------------------------
 # Functional
+def squared_error(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """(clamp(pred, 0, 1) - gt)^2 [B,H,W,3] in float64."""
+    p, g = _rgb_pair(pred, gt, torch.float64)
+    d = p - g
+    return d * d
+
+
+def mse_from_squared_error(se: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-image MSE [B] over all channels of the masked pixels; NaN where the mask is empty."""
+    if mask is None:
+        return se.flatten(1).mean(1)
+    # where() on [B,H,W,1] rather than a channel mean first: a reduction over the size-3 axis is slow
+    count = mask.flatten(1).sum(1).to(se.dtype) * se.shape[-1]
+    zero = torch.zeros((), dtype=se.dtype, device=se.device)
+    total = torch.where(mask[..., None], se, zero).flatten(1).sum(1)
+    return nan_where(total / count.clamp_min(1), count == 0)
+
+
 def psnr(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Per-image PSNR (dB) [B] of pred, gt [B,H,W,3] in [0,1]; mask [B,H,W] bool (None = whole image).
 
     NaN for an image with an empty mask; +inf for an exact prediction.
     """
-    p, g = _rgb_pair(pred, gt, torch.float64)
-    mse, _ = masked_mean(((p - g) ** 2).mean(-1), mask)
-    return -10.0 * torch.log10(mse)
+    mask = None if mask is None else mask.bool()
+    return -10.0 * torch.log10(mse_from_squared_error(squared_error(pred, gt), mask))
+
+
+def _box_sum_1d(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sum over every full window of 7 along `dim` ('valid'), by doubling: 4 adds instead of 6."""
+    n = x.shape[dim]
+    s2 = x.narrow(dim, 0, n - 1) + x.narrow(dim, 1, n - 1)  # s2[i] = x[i] + x[i+1]
+    s4 = s2.narrow(dim, 0, n - 3) + s2.narrow(dim, 2, n - 3)  # s4[i] = x[i..i+3]
+    m = n - 6
+    return s4.narrow(dim, 0, m) + s2.narrow(dim, 4, m) + x.narrow(dim, 6, m)  # x[i..i+6]
 
 
 def _box_mean(x: torch.Tensor, win: int) -> torch.Tensor:
-    """Mean over every full win x win window ('valid'): [N,C,H,W] -> [N,C,H-win+1,W-win+1] (separable)."""
-    x = F.avg_pool2d(x, (win, 1), stride=1)
-    return F.avg_pool2d(x, (1, win), stride=1)
+    """Mean over every full win x win window ('valid'): [N,C,H,W] -> [N,C,H-win+1,W-win+1].
+
+    Separable window sums by shifted adds (exact to ~1e-16 in float64, and several times faster on a
+    CPU than avg_pool2d or running cumulative sums).
+    """
+    assert win == 7, "the doubling sum is written for skimage's default 7x7 window"
+    return _box_sum_1d(_box_sum_1d(x, -1), -2) / (win * win)
 
 
 def ssim_map(pred: torch.Tensor, gt: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
@@ -81,15 +111,23 @@ def ssim_map(pred: torch.Tensor, gt: torch.Tensor, data_range: float = 1.0) -> t
         raise MetricInputError(
             f"SSIM needs images of at least {SSIM_WIN}x{SSIM_WIN} pixels; got {tuple(p.shape[1:3])}."
         )
-    x, y = p.permute(0, 3, 1, 2), g.permute(0, 3, 1, 2)
-    mu = _box_mean(torch.cat([x, y, x * x, y * y, x * y], dim=1), SSIM_WIN)
-    ux, uy, uxx, uyy, uxy = mu.chunk(5, dim=1)
+    x, y = p.permute(0, 3, 1, 2).contiguous(), g.permute(0, 3, 1, 2).contiguous()
     n = SSIM_WIN * SSIM_WIN
     cov_norm = n / (n - 1)  # skimage's use_sample_covariance=True
-    vx, vy, vxy = cov_norm * (uxx - ux * ux), cov_norm * (uyy - uy * uy), cov_norm * (uxy - ux * uy)
     c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
-    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
-    return s.mean(1)
+    total = None
+    # One channel at a time, and x^2 + y^2 filtered as one map (only their sum enters SSIM): smaller
+    # intermediates that stay in cache, about 1.6x faster on a CPU than all 15 maps at once.
+    for c in range(x.shape[1]):
+        xc, yc = x[:, c:c + 1], y[:, c:c + 1]
+        maps = torch.cat([xc, yc, xc * xc + yc * yc, xc * yc], dim=1)
+        ux, uy, usq, uxy = _box_mean(maps, SSIM_WIN).unbind(1)
+        uxuy, u2 = ux * uy, ux * ux + uy * uy
+        num = (2 * uxuy + c1) * (2 * cov_norm * (uxy - uxuy) + c2)
+        den = (u2 + c1) * (cov_norm * (usq - u2) + c2)
+        s = num / den
+        total = s if total is None else total + s
+    return total / x.shape[1]
 
 
 def interior(mask: torch.Tensor) -> torch.Tensor:
@@ -126,8 +164,9 @@ class PSNRMetric(Metric):
 
     def _values(self, sample: Sample) -> dict[str, tuple[torch.Tensor, None]]:
         sample.require("rgb", "gt_rgb", metric=self.name)
+        se = squared_error(sample.rgb, sample.gt_rgb)  # one error image serves every mask variant
         return {
-            key: (psnr(sample.rgb, sample.gt_rgb, sample_mask(sample, m, self.name)), None)
+            key: (-10.0 * torch.log10(mse_from_squared_error(se, sample_mask(sample, m, self.name))), None)
             for key, m in zip(self.specs, self.masks)
         }
 
