@@ -90,7 +90,11 @@ def scene_samples(nusc: Any, scene: dict[str, Any]) -> list[dict[str, Any]]:
     """The keyframe samples of a scene in time order."""
     out, token = [], scene["first_sample_token"]
     while token:
-        out.append(nusc.get("sample", token))
+        try:
+            out.append(nusc.get("sample", token))
+        except KeyError as exc:
+            raise NuScenesDataError(f"scene {scene['name']}: its sample chain names sample {token}, which the "
+                                    "sample table lacks: the tables are pruned or incomplete") from exc
         token = out[-1]["next"]
     return out
 
