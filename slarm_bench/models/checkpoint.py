@@ -25,7 +25,7 @@ from slarm_bench.errors import SlarmBenchError
 
 FORMAT = "slarm-bench-checkpoint"
 FORMAT_VERSION = 1
-# Wrappers whose prefixes a saved state dict may carry (DDP, torch.compile); they rename, never change, tensors.
+# Prefixes that DDP and torch.compile add to saved names; stripping them renames, never changes, tensors.
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 _MAX_LISTED = 8
 
@@ -158,11 +158,13 @@ def save_safetensors(model: nn.Module, cfg: Any, path: str | os.PathLike) -> tup
 
     stem = _stem(path)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    tensors_path, config_path = stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")
+    tensors_path = stem.with_name(stem.name + ".safetensors")
+    config_path = stem.with_name(stem.name + ".json")
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     meta = {"format": FORMAT, "version": FORMAT_VERSION, "model": type(model).__name__,
             "config": _config_dict(cfg)}
-    tmp_t, tmp_c = tensors_path.with_name(tensors_path.name + ".tmp"), config_path.with_name(config_path.name + ".tmp")
+    tmp_t = tensors_path.with_name(tensors_path.name + ".tmp")
+    tmp_c = config_path.with_name(config_path.name + ".tmp")
     save_file(tensors, str(tmp_t), metadata={"format": FORMAT})
     tmp_c.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     os.replace(tmp_t, tensors_path)
@@ -203,7 +205,8 @@ def read_checkpoint_meta(path: str | os.PathLike) -> dict:
     try:
         meta = json.loads(config_path.read_text())
     except json.JSONDecodeError as err:
-        raise CheckpointError(f"checkpoint config {config_path} is not valid JSON ({err}); save it again") from err
+        raise CheckpointError(f"checkpoint config {config_path} is not valid JSON ({err}); "
+                              f"save it again") from err
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or "config" not in meta:
         raise CheckpointError(f"{config_path} is not a {FORMAT} config (needs 'format' and 'config'); "
                               f"write checkpoints with save_safetensors")

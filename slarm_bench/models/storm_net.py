@@ -202,8 +202,27 @@ def upsampler(in_dim: int, channels: tuple[int, ...]) -> nn.Sequential:
     [N,in,h,w] -> [N,channels[-1],h*2^n,w*2^n]."""
     layers: list[nn.Module] = []
     for i, c in enumerate(channels):
-        layers += [nn.ConvTranspose2d(in_dim if i == 0 else channels[i - 1], c, 2, 2), LayerNorm2d(c), nn.GELU()]
+        c_in = in_dim if i == 0 else channels[i - 1]
+        layers += [nn.ConvTranspose2d(c_in, c, 2, 2), LayerNorm2d(c), nn.GELU()]
     return nn.Sequential(*layers)
+
+
+def upsample_channels_last(stages: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """`stages` (built by `upsampler`) applied channels-last: [N,h,w,C] -> [N,h*2^n,w*2^n,C'].
+
+    Equal to `stages(x.permute(0,3,1,2)).permute(0,2,3,1)`, but a stride-2 kernel-2 transposed conv is a
+    per-pixel matmul to the 2x2 children, and LayerNorm over the last dimension needs no transposes.
+    """
+    mods = list(stages)
+    for i in range(0, len(mods), 3):
+        conv, norm, act = mods[i], mods[i + 1], mods[i + 2]
+        n, h, w, _ = x.shape
+        c = conv.out_channels
+        # weight [C,C',2,2] -> columns ordered (c', di, dj); the bias repeats over the 2x2 children.
+        y = F.linear(x, conv.weight.flatten(1).t(), conv.bias.repeat_interleave(4))
+        y = y.reshape(n, h, w, c, 2, 2).permute(0, 1, 4, 2, 5, 3).reshape(n, 2 * h, 2 * w, c)
+        x = act(F.layer_norm(y, (c,), norm.weight, norm.bias, norm.eps))
+    return x
 
 
 class StormNet(nn.Module):
@@ -218,7 +237,7 @@ class StormNet(nn.Module):
         self.sky_token = nn.Parameter(torch.zeros(1, 1, d)) if cfg.use_sky else None
         self.affine_token = nn.Parameter(torch.zeros(1, cfg.num_cameras, d)) if cfg.use_affine else None
         self.max_scale = nn.Parameter(torch.tensor([cfg.max_scale]), requires_grad=False)
-        self.motion_tokens = nn.Parameter(torch.zeros(1, cfg.num_motion_tokens, d)) if not cfg.static else None
+        self.motion_tokens = None if cfg.static else nn.Parameter(torch.zeros(1, cfg.num_motion_tokens, d))
         self.patch_embed = PatchEmbed(3 + 6, d, cfg.patch_size)
         self.transformer = Transformer(d, cfg.depth, cfg.num_heads, cfg.mlp_ratio)
         self.norm = nn.LayerNorm(d, eps=VIT_LN_EPS)
@@ -249,7 +268,8 @@ class StormNet(nn.Module):
 
     @property
     def num_prefix_tokens(self) -> int:
-        return int(self.cfg.use_sky) + self.cfg.num_cameras * int(self.cfg.use_affine) + self.cfg.num_motion_tokens
+        cfg = self.cfg
+        return int(cfg.use_sky) + cfg.num_cameras * int(cfg.use_affine) + cfg.num_motion_tokens
 
     def prefix_tokens(self, batch: int) -> torch.Tensor:
         """[B,P,D] = [sky, affine x V, motion x K] (absent kinds left out)."""
@@ -293,7 +313,8 @@ class StormNet(nn.Module):
             raise StormConfigError(f"StormNet: {v} cameras given but the model has {cfg.num_cameras} affine "
                                    f"tokens; pass {cfg.num_cameras} cameras or build with use_affine=False")
         if h % cfg.patch_size or w % cfg.patch_size:
-            raise StormConfigError(f"StormNet: image size {h}x{w} is not a multiple of patch {cfg.patch_size}")
+            raise StormConfigError(f"StormNet: image size {h}x{w} is not a multiple of the patch size "
+                                   f"{cfg.patch_size}; resize the images")
         p = cfg.patch_size
         gh, gw = h // p, w // p
         with torch.autocast(images.device.type, enabled=False):
@@ -347,8 +368,7 @@ class StormNet(nn.Module):
         b2 = torch.stack([m.fc2.bias for m in heads])                  # [K,C]
         hid = F.gelu(torch.einsum("bkd,ked->bke", motion_tokens, w1) + b1)
         queries = torch.einsum("bke,kce->bkc", hid, w2) + b2          # [B,K,C]
-        feat = self.output_upscaling(patches.permute(0, 3, 1, 2))      # [BTV,C',H,W]
-        keys = self.motion_key_head(feat.permute(0, 2, 3, 1))          # [BTV,H,W,C]
+        keys = self.motion_key_head(upsample_channels_last(self.output_upscaling, patches))  # [BTV,H,W,C]
         h, w = keys.shape[1:3]
         keys = keys.reshape(b, t * v * h * w, -1)
         logits = torch.einsum("bnc,bkc->bnk", keys, queries).float() / cfg.motion_temperature
