@@ -28,8 +28,9 @@ def main() -> None:
     from slarm_bench.data import nuscenes_synth as synth
     from slarm_bench.data.nuscenes import NuScenesAdapter
 
-    spec = synth.SynthSpec(samples=args.samples, sweeps=5, width=1600, height=900, focal=1260.0, points=34_685,
-                           jpeg_quality=90)
+    spec = synth.SynthSpec(
+        samples=args.samples, sweeps=5, width=1600, height=900, focal=1260.0, points=34_685, jpeg_quality=90
+    )
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         synth.make_dataroot(tmp, spec)
@@ -42,7 +43,10 @@ def main() -> None:
             for path in (__import__("pathlib").Path(tmp) / folder).glob("CAM_*/*.jpg"):
                 photo.save(path, quality=90)
         made = time.perf_counter() - t0
-        jpeg_kb = next((__import__("pathlib").Path(tmp) / "samples" / "CAM_FRONT").glob("*.jpg")).stat().st_size / 1e3
+        jpeg_kb = (
+            next((__import__("pathlib").Path(tmp) / "samples" / "CAM_FRONT").glob("*.jpg")).stat().st_size
+            / 1e3
+        )
         adapter = NuScenesAdapter(tmp, version="v1.0-mini", rate="sweeps", height=160, width=288)
         best = float("inf")
         for _ in range(args.repeats):
@@ -51,10 +55,15 @@ def main() -> None:
             best = min(best, time.perf_counter() - t1)
         frames = seq.num_frames
         cpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        print(f"dataroot: {frames} frames x 3 cameras (1600x900 JPEG, {jpeg_kb:.0f} KB), {spec.points + 3} lidar points a sweep; "
-              f"made in {made:.1f} s")
-        print(f"prepare (160x288, sweeps): {best:.2f} s best of {args.repeats} -> {frames / best:.1f} camera "
-              f"frames/s on one process ({cpu} cores visible, OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']})")
+        print(
+            f"dataroot: {frames} frames x 3 cameras (1600x900 JPEG, {jpeg_kb:.0f} KB), "
+            f"{spec.points + 3} lidar points a sweep; "
+            f"made in {made:.1f} s"
+        )
+        print(
+            f"prepare (160x288, sweeps): {best:.2f} s best of {args.repeats} -> {frames / best:.1f} camera "
+            f"frames/s on one process ({cpu} cores visible, OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']})"
+        )
         print(f"per frame: {1000 * best / frames:.1f} ms; target >= 20 frames/s per core")
 
 

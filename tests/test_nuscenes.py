@@ -28,13 +28,15 @@ def root(tmp_path_factory):
 @pytest.fixture(scope="module")
 def keyframes(root):
     return NuScenesAdapter(root, version="v1.0-mini", rate="keyframes", height=36, width=64).build(
-        "mini_train", "scene-0061")
+        "mini_train", "scene-0061"
+    )
 
 
 @pytest.fixture(scope="module")
 def sweeps(root):
     return NuScenesAdapter(root, version="v1.0-mini", rate="sweeps", height=36, width=64).build(
-        "mini_train", "scene-0061")
+        "mini_train", "scene-0061"
+    )
 
 
 def _world_from_global():
@@ -68,12 +70,13 @@ def test_keyframe_poses_time_and_intrinsics(keyframes):
     np.testing.assert_allclose(seq.cam_to_world[0, 1, :3, 0], [0, -1, 0], atol=1e-6)
     np.testing.assert_allclose(seq.intrinsics[0, 0], synth.intrinsics(SPEC), atol=1e-6)
     assert seq.sky is None and seq.meta["fps"] == 2.0
-    assert (seq.images[0, 1, 5, 5] > 150).tolist() == [False, True, False]   # CAM_FRONT's green image
+    assert (seq.images[0, 1, 5, 5] > 150).tolist() == [False, True, False]  # CAM_FRONT's green image
 
 
 def test_scaled_intrinsics(root):
     seq = NuScenesAdapter(root, version="v1.0-mini", rate="keyframes", height=18, width=32).build(
-        "mini_train", "scene-0061")
+        "mini_train", "scene-0061"
+    )
     np.testing.assert_allclose(seq.intrinsics[0, 1], [[20, 0, 16], [0, 20, 9], [0, 0, 1]], atol=1e-6)
     assert seq.images.shape == (3, 3, 18, 32, 3)
 
@@ -86,8 +89,9 @@ def test_depth_moves_points_to_the_camera_time(keyframes):
 
 
 def _pixel_of(seq, t, v, point_world):
-    uv, z = geometry.project_points(point_world[None], seq.cam_to_world[t, v].astype(np.float64),
-                                    seq.intrinsics[t, v])
+    uv, z = geometry.project_points(
+        point_world[None], seq.cam_to_world[t, v].astype(np.float64), seq.intrinsics[t, v]
+    )
     return int(uv[0, 1]), int(uv[0, 0]), float(z[0])
 
 
@@ -121,13 +125,18 @@ def test_boxes_in_world_frame(keyframes, sweeps):
             t_lidar = synth.T0_US + round(seq.meta["lidar_time"][t] * 1e6) + SPEC.camera_offset_us
             row = np.flatnonzero(car & (b.frame == t))
             assert row.size == 1
-            np.testing.assert_allclose(b.centre[row[0]],
-                                       geometry.transform_points(wfg, synth.car_centre(SPEC, t_lidar)), atol=1e-3)
+            np.testing.assert_allclose(
+                b.centre[row[0]], geometry.transform_points(wfg, synth.car_centre(SPEC, t_lidar)), atol=1e-3
+            )
             np.testing.assert_allclose(b.size[row[0]], [4.0, 2.0, 1.6])
             assert b.yaw[row[0]] == pytest.approx(0.0, abs=1e-6)
-        np.testing.assert_allclose(b.velocity[car][:, :2],
-                                   np.broadcast_to(geometry.rotate_vectors(wfg[:3, :3], np.array(
-                                       SPEC.car_velocity))[:2], (car.sum(), 2)), atol=1e-4)
+        np.testing.assert_allclose(
+            b.velocity[car][:, :2],
+            np.broadcast_to(
+                geometry.rotate_vectors(wfg[:3, :3], np.array(SPEC.car_velocity))[:2], (car.sum(), 2)
+            ),
+            atol=1e-4,
+        )
 
 
 def test_sweeps_rate(sweeps):
@@ -140,16 +149,20 @@ def test_sweeps_rate(sweeps):
     assert (seq.semantic[1] == UNLABELLED).all() and (seq.semantic[2] != UNLABELLED).any()
     for t in range(5):
         assert seq.depth[t, 1, 18, 32] == pytest.approx(9.9, abs=1e-4)
-    assert (np.linalg.norm(seq.flow[1], axis=-1) > 0).any()   # interpolated boxes give flow between samples
+    assert (np.linalg.norm(seq.flow[1], axis=-1) > 0).any()  # interpolated boxes give flow between samples
 
 
 def test_slarm_label_mapping():
     idx = SLARM_CLASSES.index
     assert slarm_label("vehicle.bus.bendy") == idx("vehicle") == slarm_label("vehicle.emergency.police")
     assert slarm_label("vehicle.trailer") == idx("vehicle")
-    assert slarm_label("vehicle.bicycle") == idx("bicycle") and slarm_label("vehicle.motorcycle") == idx("motorcycle")
+    assert slarm_label("vehicle.bicycle") == idx("bicycle") and slarm_label("vehicle.motorcycle") == idx(
+        "motorcycle"
+    )
     assert slarm_label("human.pedestrian.police_officer") == idx("people")
-    assert slarm_label("flat.driveable_surface") == idx("road") and slarm_label("flat.sidewalk") == idx("sidewalk")
+    assert slarm_label("flat.driveable_surface") == idx("road") and slarm_label("flat.sidewalk") == idx(
+        "sidewalk"
+    )
     assert slarm_label("static.manmade") == idx("buildings")
     assert slarm_label("static.vegetation") == idx("others") == slarm_label("movable_object.barrier")
     assert slarm_label("noise") == UNLABELLED

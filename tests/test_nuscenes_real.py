@@ -58,8 +58,10 @@ def test_scene0061_depth_and_boxes_match_the_devkit():
 
 
 def _pose(frame, cols=("qw", "qx", "qy", "qz"), trans=("tx_m", "ty_m", "tz_m")):
-    return geometry.make_pose(geometry.quaternion_to_matrix(frame[list(cols)].to_numpy(np.float64)),
-                              frame[list(trans)].to_numpy(np.float64))
+    return geometry.make_pose(
+        geometry.quaternion_to_matrix(frame[list(cols)].to_numpy(np.float64)),
+        frame[list(trans)].to_numpy(np.float64),
+    )
 
 
 @pytest.mark.skipif(not AV2_LOG.is_dir(), reason="shared Argoverse 2 log absent")
@@ -88,18 +90,20 @@ def test_box_flow_matches_argoverse2_labels():
     assert len(pose0) > 50
     dt = (t1 - t0) * 1e-9
     world = geometry.transform_points(city_ego0, pts)
-    vel = geometry.rigid_box_flow(world, np.array(pose0), np.array(pose1), np.array(size), dt,
-                                  margin=np.array([0.1, 0.1, 0.0]))
+    vel = geometry.rigid_box_flow(
+        world, np.array(pose0), np.array(pose1), np.array(size), dt, margin=np.array([0.1, 0.1, 0.0])
+    )
     expected = geometry.transform_points(city_ego1, pts + labels.to_numpy(np.float64)) - world
     err = np.linalg.norm(vel * dt - expected, axis=1)
     assert err.mean() < 0.01
     moving = np.linalg.norm(vel, axis=1) * dt > 0.05
-    assert moving.sum() > 1000 and np.median(err[moving]) < 0.01   # the moving points match too
+    assert moving.sum() > 1000 and np.median(err[moving]) < 0.01  # the moving points match too
 
 
 def test_rigid_box_flow_with_a_pitched_box():
-    pitch = geometry.make_pose(np.array([[np.cos(0.3), 0, np.sin(0.3)], [0, 1, 0], [-np.sin(0.3), 0, np.cos(0.3)]]),
-                               [0.0, 0.0, 0.0])
+    pitch = geometry.make_pose(
+        np.array([[np.cos(0.3), 0, np.sin(0.3)], [0, 1, 0], [-np.sin(0.3), 0, np.cos(0.3)]]), [0.0, 0.0, 0.0]
+    )
     moved = geometry.make_pose(pitch[:3, :3], [1.0, 0.0, 0.0])
     # a point 1.1 m up the pitched box's local z is inside it (height 2.4) but outside an unpitched box
     # of the same size centred at the origin only if the tilt were ignored along x

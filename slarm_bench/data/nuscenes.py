@@ -22,7 +22,7 @@ Per-pixel fields:
   box flow. None when the scene has a single keyframe (no track to difference).
 - dynamic_box: filled rectangles (geometry.box_rectangle_mask) of boxes with >= 1 lidar point and horizontal
   speed > 1 m/s, moved to each camera's time with their velocity; dynamic: |flow| > 1 m/s at lidar pixels.
-- ground: lidar ground points (waymo_lidar.ground_points, in the lidar sweep's ego frame) at the winning point.
+- ground: lidar ground points (waymo_lidar.ground_points, in the sweep's ego frame) at the winning point.
 - semantic: lidarseg labels of keyframe sweeps mapped to clip.SLARM_CLASSES at the winning point (255
   elsewhere and for `noise`); None when the dataroot has no lidarseg for the scene. sky: None (unknown).
 """
@@ -68,8 +68,16 @@ def slarm_label(category: str) -> int:
     c = category
     if c == "noise":
         return UNLABELLED
-    if c.startswith(("vehicle.car", "vehicle.truck", "vehicle.bus", "vehicle.construction", "vehicle.emergency",
-                     "vehicle.trailer")) or c in ("car", "truck", "bus", "other_vehicle", "emergency_vehicle"):
+    if c.startswith(
+        (
+            "vehicle.car",
+            "vehicle.truck",
+            "vehicle.bus",
+            "vehicle.construction",
+            "vehicle.emergency",
+            "vehicle.trailer",
+        )
+    ) or c in ("car", "truck", "bus", "other_vehicle", "emergency_vehicle"):
         return SLARM_CLASSES.index("vehicle")
     if c in ("vehicle.bicycle", "bicycle"):
         return SLARM_CLASSES.index("bicycle")
@@ -112,12 +120,15 @@ def load_lidar(path: Path) -> np.ndarray:
         raise NuScenesDataError(f"lidar file {path} is missing: unpack the lidar blobs of this dataroot")
     raw = np.fromfile(path, np.float32)
     if raw.size % 5:
-        raise NuScenesDataError(f"lidar file {path} holds {raw.size} floats, not a multiple of 5: re-download it")
+        raise NuScenesDataError(
+            f"lidar file {path} holds {raw.size} floats, not a multiple of 5: re-download it"
+        )
     return raw.reshape(-1, 5)[:, :3].copy()
 
 
-def project(points: np.ndarray, cam_from_points: np.ndarray, k: np.ndarray, h: int,
-            w: int) -> tuple[np.ndarray, np.ndarray]:
+def project(
+    points: np.ndarray, cam_from_points: np.ndarray, k: np.ndarray, h: int, w: int
+) -> tuple[np.ndarray, np.ndarray]:
     """z-buffer of points [N,3] in one OpenCV camera -> depth [h,w] float32, winning point index [h,w]."""
     rot = cam_from_points[:3, :3].astype(np.float32)
     trans = cam_from_points[:3, 3].astype(np.float32)
@@ -151,12 +162,15 @@ class _Scene:
         have = set(self.samples[0]["data"])
         absent = [c for c in [*cameras, LIDAR] if c not in have]
         if absent:
-            raise NuScenesDataError(f"scene {name} has no channels {absent}; it has {sorted(have)}: choose "
-                                    "cameras among those")
+            raise NuScenesDataError(
+                f"scene {name} has no channels {absent}; it has {sorted(have)}: choose cameras among those"
+            )
         self.tracks = BoxTracks(nusc, self.samples)
         if self.tracks.count == 0:
-            raise NuScenesDataError(f"scene {name} has no box annotations (a test-split scene?): flow and "
-                                    "dynamic masks need them; prepare train or val scenes")
+            raise NuScenesDataError(
+                f"scene {name} has no box annotations (a test-split scene?): flow and "
+                "dynamic masks need them; prepare train or val scenes"
+            )
         ref = "CAM_FRONT" if "CAM_FRONT" in cameras else cameras[0]
         if rate == "keyframes":
             self.ref = [nusc.get("sample_data", s["data"][ref]) for s in self.samples]
@@ -166,8 +180,9 @@ class _Scene:
             self.ref = channel_chain(nusc, self.samples, ref, 0)
             chains = {c: channel_chain(nusc, self.samples, c, SWEEP_MARGIN_US) for c in cameras}
             lidar = channel_chain(nusc, self.samples, LIDAR, SWEEP_MARGIN_US)
-            self.images = [[r if c == ref else _nearest(chains[c], r["timestamp"]) for c in cameras]
-                           for r in self.ref]
+            self.images = [
+                [r if c == ref else _nearest(chains[c], r["timestamp"]) for c in cameras] for r in self.ref
+            ]
             self.lidar = [_nearest(lidar, r["timestamp"]) for r in self.ref]
         self.reference_camera = ref
 
@@ -177,9 +192,16 @@ class NuScenesAdapter:
 
     name = "nuscenes"
 
-    def __init__(self, raw: str | os.PathLike, version: str = "v1.0-trainval",
-                 cameras: list[str] | tuple[str, ...] | None = None, height: int = 160, width: int = 288,
-                 rate: str = "sweeps", **_: Any) -> None:
+    def __init__(
+        self,
+        raw: str | os.PathLike,
+        version: str = "v1.0-trainval",
+        cameras: list[str] | tuple[str, ...] | None = None,
+        height: int = 160,
+        width: int = 288,
+        rate: str = "sweeps",
+        **_: Any,
+    ) -> None:
         self.raw = Path(raw)
         self.version = str(version)
         self.cameras = [check_name("nuScenes camera", c, CAMERAS) for c in (cameras or DEFAULT_CAMERAS)]
@@ -208,12 +230,15 @@ class NuScenesAdapter:
         except SlarmBenchError:
             raise
         except DEVKIT_ERRORS as exc:
-            raise NuScenesDataError(f"scene {scene}: nuscenes-devkit failed ({type(exc).__name__}: {exc}): "
-                                    "the dataroot's tables or files are inconsistent") from exc
+            raise NuScenesDataError(
+                f"scene {scene}: nuscenes-devkit failed ({type(exc).__name__}: {exc}): "
+                "the dataroot's tables or files are inconsistent"
+            ) from exc
 
 
-def build_sequence(nusc: Any, scene: str, cameras: list[str], height: int, width: int,
-                   rate: str = "sweeps") -> Sequence:
+def build_sequence(
+    nusc: Any, scene: str, cameras: list[str], height: int, width: int, rate: str = "sweeps"
+) -> Sequence:
     """One scene -> Sequence (see the module docstring for every field's rule)."""
     sc = _Scene(nusc, scene, cameras, rate)
     root = Path(nusc.dataroot)
@@ -227,7 +252,7 @@ def build_sequence(nusc: Any, scene: str, cameras: list[str], height: int, width
 
     images = np.zeros((t_count, v_count, height, width, 3), np.uint8)
     intr = np.zeros((t_count, v_count, 3, 3), np.float32)
-    c2w = np.zeros((t_count, v_count, 4, 4))          # world frame
+    c2w = np.zeros((t_count, v_count, 4, 4))  # world frame
     cam_from_global = np.zeros((t_count, v_count, 4, 4))
     cam_time = np.zeros((t_count, v_count))
     calib_cache: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
@@ -245,8 +270,10 @@ def build_sequence(nusc: Any, scene: str, cameras: list[str], height: int, width
             images[t, v] = img
             sensor_to_ego, k = calib(sd["calibrated_sensor_token"])
             if k is None or k.shape != (3, 3):
-                raise NuScenesDataError(f"{cameras[v]} calibration {sd['calibrated_sensor_token']} has no 3x3 "
-                                        "camera_intrinsic: the calibrated_sensor table is broken")
+                raise NuScenesDataError(
+                    f"{cameras[v]} calibration {sd['calibrated_sensor_token']} has no 3x3 "
+                    "camera_intrinsic: the calibrated_sensor table is broken"
+                )
             intr[t, v] = geometry.scale_intrinsics(k, width / w0, height / h0)
             cam_to_global = pose_of(nusc.get("ego_pose", sd["ego_pose_token"])) @ sensor_to_ego
             c2w[t, v] = world_from_global @ cam_to_global
@@ -285,9 +312,15 @@ def build_sequence(nusc: Any, scene: str, cameras: list[str], height: int, width
         box_parts.append((t, state))
         if flow is not None:
             needed = np.unique(np.concatenate([w[1] for w in winners]))
-            vel = _box_flow(sc.tracks, state, geometry.transform_points(lidar_to_global, pts[needed].astype(
-                np.float64)), sd["timestamp"])
-            vel = geometry.rotate_vectors(world_from_global[:3, :3], vel.astype(np.float64)).astype(np.float32)
+            vel = _box_flow(
+                sc.tracks,
+                state,
+                geometry.transform_points(lidar_to_global, pts[needed].astype(np.float64)),
+                sd["timestamp"],
+            )
+            vel = geometry.rotate_vectors(world_from_global[:3, :3], vel.astype(np.float64)).astype(
+                np.float32
+            )
             lookup = np.searchsorted(needed, np.arange(pts.shape[0]))
             for v, (hit, win) in enumerate(winners):
                 flow[t, v][hit] = vel[lookup[win]]
@@ -297,21 +330,44 @@ def build_sequence(nusc: Any, scene: str, cameras: list[str], height: int, width
     dynamic_box = _dynamic_box(boxes, c2w, intr, cam_time, lidar_time, height, width)
     dynamic = ((np.linalg.norm(flow, axis=-1) > DYNAMIC_SPEED) & (depth > 0)) if flow is not None else None
     meta = {
-        "dataset": "nuscenes", "scene": scene, "camera_names": list(cameras),
-        "label_names": list(SLARM_CLASSES), "fps": RATE_FPS[rate], "frame_indices": list(range(t_count)),
-        "schema_version": SCHEMA_VERSION, "source_checksum": f"sha256:{hasher.hexdigest()}",
-        "reference_camera": sc.reference_camera, "rate": rate, "version": nusc.version,
-        "sequence_world_to_global": world_to_global.tolist(), "camera_time": cam_time.tolist(),
+        "dataset": "nuscenes",
+        "scene": scene,
+        "camera_names": list(cameras),
+        "label_names": list(SLARM_CLASSES),
+        "fps": RATE_FPS[rate],
+        "frame_indices": list(range(t_count)),
+        "schema_version": SCHEMA_VERSION,
+        "source_checksum": f"sha256:{hasher.hexdigest()}",
+        "reference_camera": sc.reference_camera,
+        "rate": rate,
+        "version": nusc.version,
+        "sequence_world_to_global": world_to_global.tolist(),
+        "camera_time": cam_time.tolist(),
         "lidar_time": lidar_time.tolist(),
         "sample_data_tokens": [[sd["token"] for sd in row] for row in sc.images],
         "lidar_tokens": [sd["token"] for sd in sc.lidar],
         "depth_rule": "z-buffer: nearest LIDAR_TOP point per pixel, moved to each camera's time",
-        "flow_source": "boxes" if flow is not None else None, "flow_min_speed": FLOW_MIN_SPEED,
-        "dynamic_speed": DYNAMIC_SPEED, "semantic_frames": semantic_frames, "undistorted": True,
+        "flow_source": "boxes" if flow is not None else None,
+        "flow_min_speed": FLOW_MIN_SPEED,
+        "dynamic_speed": DYNAMIC_SPEED,
+        "semantic_frames": semantic_frames,
+        "undistorted": True,
     }
-    seq = Sequence(images=images, intrinsics=intr, cam_to_world=c2w.astype(np.float32), time=time, meta=meta,
-                   depth=depth, flow=flow, sky=None, dynamic=dynamic, ground=ground, semantic=semantic,
-                   boxes=boxes, dynamic_box=dynamic_box)
+    seq = Sequence(
+        images=images,
+        intrinsics=intr,
+        cam_to_world=c2w.astype(np.float32),
+        time=time,
+        meta=meta,
+        depth=depth,
+        flow=flow,
+        sky=None,
+        dynamic=dynamic,
+        ground=ground,
+        semantic=semantic,
+        boxes=boxes,
+        dynamic_box=dynamic_box,
+    )
     seq.validate()
     return seq
 
@@ -330,11 +386,15 @@ def _lidarseg_labels(nusc: Any, sd: dict[str, Any], n: int) -> np.ndarray | None
         return None
     path = Path(nusc.dataroot) / rec["filename"]
     if not path.is_file():
-        raise NuScenesDataError(f"lidarseg file {path} is missing: unpack the lidarseg archive of this version")
+        raise NuScenesDataError(
+            f"lidarseg file {path} is missing: unpack the lidarseg archive of this version"
+        )
     raw = np.fromfile(path, np.uint8)
     if raw.size != n:
-        raise NuScenesDataError(f"lidarseg file {path} has {raw.size} labels for {n} points: it belongs to "
-                                "another sweep; re-download it")
+        raise NuScenesDataError(
+            f"lidarseg file {path} has {raw.size} labels for {n} points: it belongs to "
+            "another sweep; re-download it"
+        )
     return nusc._lidarseg_lut[raw]
 
 
@@ -345,21 +405,26 @@ def _box_flow(tracks: BoxTracks, state: Any, pts_global: np.ndarray, t_us: int) 
         return np.zeros(pts_global.shape, np.float32)
     other = tracks.at(partner)
     ids = {inst: track_id(inst) for inst in state.instances + other.instances}
-    vel = geometry.box_track_flow(pts_global, _as_boxes(state, ids, 0), _as_boxes(other, ids, 0),
-                                  (partner - t_us) * 1e-6)
+    vel = geometry.box_track_flow(
+        pts_global, _as_boxes(state, ids, 0), _as_boxes(other, ids, 0), (partner - t_us) * 1e-6
+    )
     vel[np.linalg.norm(vel, axis=1) < FLOW_MIN_SPEED] = 0.0
     return vel
 
 
 def _as_boxes(state: Any, ids: dict[str, int], frame: int) -> Boxes:
     m = len(state.instances)
-    return Boxes(frame=np.full(m, frame, np.int32), track_id=np.array([ids[i] for i in state.instances], np.int64),
-                 label=np.array([slarm_label(c) for c in state.category], np.uint8).reshape(m),
-                 centre=state.centre.astype(np.float32).reshape(m, 3),
-                 size=np.maximum(state.size, 1e-3).astype(np.float32).reshape(m, 3),
-                 yaw=state.yaw.astype(np.float32).reshape(m), velocity=state.velocity.astype(np.float32).reshape(m, 3),
-                 acceleration=np.full((m, 3), np.nan, np.float32),
-                 num_points=state.num_points.astype(np.int32).reshape(m))
+    return Boxes(
+        frame=np.full(m, frame, np.int32),
+        track_id=np.array([ids[i] for i in state.instances], np.int64),
+        label=np.array([slarm_label(c) for c in state.category], np.uint8).reshape(m),
+        centre=state.centre.astype(np.float32).reshape(m, 3),
+        size=np.maximum(state.size, 1e-3).astype(np.float32).reshape(m, 3),
+        yaw=state.yaw.astype(np.float32).reshape(m),
+        velocity=state.velocity.astype(np.float32).reshape(m, 3),
+        acceleration=np.full((m, 3), np.nan, np.float32),
+        num_points=state.num_points.astype(np.int32).reshape(m),
+    )
 
 
 def _world_boxes(parts: list[tuple[int, Any]], world_from_global: np.ndarray) -> Boxes:
@@ -374,8 +439,15 @@ def _world_boxes(parts: list[tuple[int, Any]], world_from_global: np.ndarray) ->
     return Boxes(**{k: np.concatenate([p.as_dict()[k] for p in out]) for k in Boxes._DTYPES})
 
 
-def _dynamic_box(boxes: Boxes, c2w: np.ndarray, intr: np.ndarray, cam_time: np.ndarray,
-                 box_time: np.ndarray, height: int, width: int) -> np.ndarray:
+def _dynamic_box(
+    boxes: Boxes,
+    c2w: np.ndarray,
+    intr: np.ndarray,
+    cam_time: np.ndarray,
+    box_time: np.ndarray,
+    height: int,
+    width: int,
+) -> np.ndarray:
     """Rectangles of moving boxes per camera [T,V,H,W]; boxes move from their time to each camera's."""
     t_count, v_count = c2w.shape[:2]
     mask = np.zeros((t_count, v_count, height, width), bool)

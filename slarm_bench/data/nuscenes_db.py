@@ -1,4 +1,4 @@
-"""nuScenes tables through nuscenes-devkit: loading with one-line errors, splits, sensor timelines, box tracks.
+"""nuScenes tables through nuscenes-devkit: loading with one-line errors, splits, timelines, box tracks.
 
 Facts of the schema used here (nuScenes v1.0, also Lyft Level 5's v1.01 tables):
 - calibrated_sensor: sensor-to-ego `translation` and `rotation` (quaternion w, x, y, z); cameras also carry
@@ -22,13 +22,31 @@ import numpy as np
 from slarm_bench import geometry
 from slarm_bench.errors import SlarmBenchError, check_name
 
-TABLES = ("attribute", "calibrated_sensor", "category", "ego_pose", "instance", "log", "map", "sample",
-          "sample_annotation", "sample_data", "scene", "sensor", "visibility")
+TABLES = (
+    "attribute",
+    "calibrated_sensor",
+    "category",
+    "ego_pose",
+    "instance",
+    "log",
+    "map",
+    "sample",
+    "sample_annotation",
+    "sample_data",
+    "scene",
+    "sensor",
+    "visibility",
+)
 # Splits of nuscenes.utils.splits that apply to each kind of version; "all" = every scene in the dataroot.
-VERSION_SPLITS = {"mini": ("mini_train", "mini_val"), "trainval": ("train", "val", "train_detect", "train_track"),
-                  "test": ("test",)}
-INSTALL_HINT = ("install it with `make nuscenes` (pip install --no-deps nuscenes-devkit==1.2.0 plus its "
-                "dependencies, keeping numpy 2)")
+VERSION_SPLITS = {
+    "mini": ("mini_train", "mini_val"),
+    "trainval": ("train", "val", "train_detect", "train_track"),
+    "test": ("test",),
+}
+INSTALL_HINT = (
+    "install it with `make nuscenes` (pip install --no-deps nuscenes-devkit==1.2.0 plus its "
+    "dependencies, keeping numpy 2)"
+)
 # Errors nuscenes-devkit raises on broken tables or files; each is re-explained in one line.
 DEVKIT_ERRORS = (AssertionError, FileNotFoundError, KeyError, IndexError, ValueError, TypeError, OSError)
 
@@ -49,20 +67,26 @@ def load_devkit(raw: Path, version: str) -> Any:
     except ImportError as exc:
         raise NuScenesDataError(f"nuscenes-devkit is not installed ({exc}): {INSTALL_HINT}") from exc
     if not raw.is_dir():
-        raise NuScenesDataError(f"nuScenes dataroot {raw} does not exist: point --raw at the folder holding "
-                                "v1.0-*/, samples/ and sweeps/")
+        raise NuScenesDataError(
+            f"nuScenes dataroot {raw} does not exist: point --raw at the folder holding "
+            "v1.0-*/, samples/ and sweeps/"
+        )
     versions = sorted(p.name for p in raw.iterdir() if p.is_dir() and (p / "scene.json").is_file())
     if version not in versions:
         check_name(f"nuScenes version in {raw}", version, versions)
     missing = [t for t in TABLES if not (raw / version / f"{t}.json").is_file()]
     if missing:
-        raise NuScenesDataError(f"nuScenes dataroot {raw}/{version} lacks tables {missing}: "
-                                "unpack the metadata archive of this version there")
+        raise NuScenesDataError(
+            f"nuScenes dataroot {raw}/{version} lacks tables {missing}: "
+            "unpack the metadata archive of this version there"
+        )
     try:
         return NuScenes(version=version, dataroot=str(raw), verbose=False)
     except (*DEVKIT_ERRORS, json.JSONDecodeError) as exc:
-        raise NuScenesDataError(f"nuscenes-devkit cannot load {raw}/{version} ({_first_line(exc)}): "
-                                "check that the tables are complete and of one version") from exc
+        raise NuScenesDataError(
+            f"nuscenes-devkit cannot load {raw}/{version} ({_first_line(exc)}): "
+            "check that the tables are complete and of one version"
+        ) from exc
 
 
 def version_splits(version: str) -> list[str]:
@@ -82,8 +106,10 @@ def split_scene_names(split: str) -> list[str] | None:
 
 def pose_of(record: dict[str, Any]) -> np.ndarray:
     """A calibrated_sensor or ego_pose record -> [4,4] float64 transform (sensor->ego, ego->global)."""
-    return geometry.make_pose(geometry.quaternion_to_matrix(np.asarray(record["rotation"], np.float64)),
-                              np.asarray(record["translation"], np.float64))
+    return geometry.make_pose(
+        geometry.quaternion_to_matrix(np.asarray(record["rotation"], np.float64)),
+        np.asarray(record["translation"], np.float64),
+    )
 
 
 def scene_samples(nusc: Any, scene: dict[str, Any]) -> list[dict[str, Any]]:
@@ -93,14 +119,18 @@ def scene_samples(nusc: Any, scene: dict[str, Any]) -> list[dict[str, Any]]:
         try:
             out.append(nusc.get("sample", token))
         except KeyError as exc:
-            raise NuScenesDataError(f"scene {scene['name']}: its sample chain names sample {token}, which the "
-                                    "sample table lacks: the tables are pruned or incomplete") from exc
+            raise NuScenesDataError(
+                f"scene {scene['name']}: its sample chain names sample {token}, which the "
+                "sample table lacks: the tables are pruned or incomplete"
+            ) from exc
         token = out[-1]["next"]
     return out
 
 
-def channel_chain(nusc: Any, samples: list[dict[str, Any]], channel: str, margin_us: int) -> list[dict[str, Any]]:
-    """sample_data records of `channel` from the first keyframe's to the last keyframe's (+ margin), in order."""
+def channel_chain(
+    nusc: Any, samples: list[dict[str, Any]], channel: str, margin_us: int
+) -> list[dict[str, Any]]:
+    """sample_data of `channel` from the first keyframe's to the last keyframe's (+ margin), in order."""
     first = nusc.get("sample_data", samples[0]["data"][channel])
     end = nusc.get("sample_data", samples[-1]["data"][channel])["timestamp"] + margin_us
     out, rec = [], first
@@ -120,10 +150,10 @@ class BoxState:
 
     instances: list[str]
     category: list[str]
-    centre: np.ndarray      # [M,3] float64
-    yaw: np.ndarray         # [M]
-    size: np.ndarray        # [M,3] length, width, height
-    velocity: np.ndarray    # [M,3] global frame, m/s; NaN where the track has one annotation
+    centre: np.ndarray  # [M,3] float64
+    yaw: np.ndarray  # [M]
+    size: np.ndarray  # [M,3] length, width, height
+    velocity: np.ndarray  # [M,3] global frame, m/s; NaN where the track has one annotation
     num_points: np.ndarray  # [M] int
 
 
@@ -148,8 +178,10 @@ class BoxTracks:
                 a = nusc.get("sample_annotation", token)
                 w, length, h = (float(x) for x in a["size"])
                 per[a["instance_token"]] = {
-                    "centre": np.asarray(a["translation"], np.float64), "yaw": _yaw(a["rotation"]),
-                    "size": np.array([length, w, h]), "category": a["category_name"],
+                    "centre": np.asarray(a["translation"], np.float64),
+                    "yaw": _yaw(a["rotation"]),
+                    "size": np.array([length, w, h]),
+                    "category": a["category_name"],
                     "num_points": int(a.get("num_lidar_pts", -1)),
                 }
             self.anns.append(per)
@@ -181,19 +213,32 @@ class BoxTracks:
                 if b is not None:
                     dyaw = (b["yaw"] - a["yaw"] + np.pi) % (2 * np.pi) - np.pi
                     vel = (b["centre"] - a["centre"]) / ((t1 - t0) * 1e-6)
-                    rows.append((inst, a, a["centre"] + alpha * (b["centre"] - a["centre"]),
-                                 a["yaw"] + alpha * dyaw, vel))
+                    rows.append(
+                        (
+                            inst,
+                            a,
+                            a["centre"] + alpha * (b["centre"] - a["centre"]),
+                            a["yaw"] + alpha * dyaw,
+                            vel,
+                        )
+                    )
                 elif t_us == t0:
                     rows.append((inst, a, a["centre"], a["yaw"], np.full(3, np.nan)))
             if t_us == t1:
-                rows += [(inst, b, b["centre"], b["yaw"], np.full(3, np.nan))
-                         for inst, b in a1.items() if inst not in a0]
+                rows += [
+                    (inst, b, b["centre"], b["yaw"], np.full(3, np.nan))
+                    for inst, b in a1.items()
+                    if inst not in a0
+                ]
         return BoxState(
-            instances=[r[0] for r in rows], category=[r[1]["category"] for r in rows],
-            centre=np.array([r[2] for r in rows]).reshape(-1, 3), yaw=np.array([r[3] for r in rows]),
+            instances=[r[0] for r in rows],
+            category=[r[1]["category"] for r in rows],
+            centre=np.array([r[2] for r in rows]).reshape(-1, 3),
+            yaw=np.array([r[3] for r in rows]),
             size=np.array([r[1]["size"] for r in rows]).reshape(-1, 3),
             velocity=np.array([r[4] for r in rows]).reshape(-1, 3),
-            num_points=np.array([r[1]["num_points"] for r in rows], np.int64))
+            num_points=np.array([r[1]["num_points"] for r in rows], np.int64),
+        )
 
     def flow_partner(self, t_us: int) -> int | None:
         """The keyframe time against which points at t are differenced (the segment's far end), or None."""

@@ -29,7 +29,7 @@ CATEGORIES = ("noise", "vehicle.car", "movable_object.barrier", "flat.driveable_
 @dataclass
 class SynthSpec:
     samples: int = 3
-    sweeps: int = 1                  # extra sweeps between keyframes (camera and lidar)
+    sweeps: int = 1  # extra sweeps between keyframes (camera and lidar)
     width: int = 64
     height: int = 36
     focal: float = 40.0
@@ -37,7 +37,7 @@ class SynthSpec:
     speed: float = 5.0
     yaw: float = 0.3
     camera_offset_us: int = 20_000
-    car_start: tuple[float, float, float] = (12.0, -1.0, 0.8)   # ego frame at t = 0
+    car_start: tuple[float, float, float] = (12.0, -1.0, 0.8)  # ego frame at t = 0
     car_velocity: tuple[float, float, float] = (0.0, 4.0, 0.0)  # global frame
     barrier: tuple[float, float, float] = (15.0, 4.0, 0.5)
     lidarseg: bool = True
@@ -56,7 +56,9 @@ def ego_pose(spec: SynthSpec, t_us: int) -> np.ndarray:
 
 
 def camera_to_ego(channel: str) -> np.ndarray:
-    return geometry.make_pose(geometry.rotation_z(CAMERA_YAWS[channel]) @ geometry.OPENCV_TO_FLU, CAMERA_MOUNT)
+    return geometry.make_pose(
+        geometry.rotation_z(CAMERA_YAWS[channel]) @ geometry.OPENCV_TO_FLU, CAMERA_MOUNT
+    )
 
 
 def lidar_to_ego() -> np.ndarray:
@@ -93,7 +95,7 @@ def lidar_points(spec: SynthSpec, t_us: int, rng: np.random.Generator) -> tuple[
     labels = rng.choice([0, 3, 4], size=n).astype(np.uint8)
     special = [car_centre(spec, t_us), barrier_centre(spec)]
     cam = ego_pose(spec, t_us) @ camera_to_ego("CAM_FRONT")
-    ahead = geometry.transform_points(cam, np.array([0.0, 0.0, 10.0]))   # CAM_FRONT optical axis, 10 m
+    ahead = geometry.transform_points(cam, np.array([0.0, 0.0, 10.0]))  # CAM_FRONT optical axis, 10 m
     fixed = geometry.transform_points(lidar_from_global, np.array([*special, ahead]))
     xyz = np.vstack([fixed, rand])
     out = np.zeros((xyz.shape[0], 5), np.float32)
@@ -108,15 +110,44 @@ def make_dataroot(root: str | Path, spec: SynthSpec | None = None) -> Path:
     spec = spec or SynthSpec()
     root = Path(root)
     rng = np.random.default_rng(spec.seed)
-    tables: dict[str, list[dict]] = {t: [] for t in (
-        "attribute", "calibrated_sensor", "category", "ego_pose", "instance", "log", "map", "sample",
-        "sample_annotation", "sample_data", "scene", "sensor", "visibility")}
-    tables["category"] = [{"token": f"cat-{i}", "name": n, "description": "", "index": i}
-                          for i, n in enumerate(CATEGORIES)]
-    tables["log"] = [{"token": "log-0", "logfile": "synthetic", "vehicle": "synthetic", "date_captured": "2018-07-24",
-                      "location": "singapore-onenorth"}]
-    tables["map"] = [{"token": "map-0", "log_tokens": ["log-0"], "category": "semantic_prior",
-                      "filename": "maps/map-0.png"}]
+    tables: dict[str, list[dict]] = {
+        t: []
+        for t in (
+            "attribute",
+            "calibrated_sensor",
+            "category",
+            "ego_pose",
+            "instance",
+            "log",
+            "map",
+            "sample",
+            "sample_annotation",
+            "sample_data",
+            "scene",
+            "sensor",
+            "visibility",
+        )
+    }
+    tables["category"] = [
+        {"token": f"cat-{i}", "name": n, "description": "", "index": i} for i, n in enumerate(CATEGORIES)
+    ]
+    tables["log"] = [
+        {
+            "token": "log-0",
+            "logfile": "synthetic",
+            "vehicle": "synthetic",
+            "date_captured": "2018-07-24",
+            "location": "singapore-onenorth",
+        }
+    ]
+    tables["map"] = [
+        {
+            "token": "map-0",
+            "log_tokens": ["log-0"],
+            "category": "semantic_prior",
+            "filename": "maps/map-0.png",
+        }
+    ]
     (root / "maps").mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(root / "maps" / "map-0.png")
     channels = [*CAMERA_YAWS, "LIDAR_TOP"]
@@ -124,20 +155,39 @@ def make_dataroot(root: str | Path, spec: SynthSpec | None = None) -> Path:
         modality = "lidar" if ch == "LIDAR_TOP" else "camera"
         tables["sensor"].append({"token": f"sensor-{ch}", "channel": ch, "modality": modality})
         pose = lidar_to_ego() if modality == "lidar" else camera_to_ego(ch)
-        tables["calibrated_sensor"].append({
-            "token": f"calib-{ch}", "sensor_token": f"sensor-{ch}", "translation": pose[:3, 3].tolist(),
-            "rotation": _q(pose[:3, :3]),
-            "camera_intrinsic": intrinsics(spec).tolist() if modality == "camera" else []})
+        tables["calibrated_sensor"].append(
+            {
+                "token": f"calib-{ch}",
+                "sensor_token": f"sensor-{ch}",
+                "translation": pose[:3, 3].tolist(),
+                "rotation": _q(pose[:3, :3]),
+                "camera_intrinsic": intrinsics(spec).tolist() if modality == "camera" else [],
+            }
+        )
     step = KEYFRAME_US // (spec.sweeps + 1)
     n_times = (spec.samples - 1) * (spec.sweeps + 1) + 1
     sample_tokens = [f"sample-{k}" for k in range(spec.samples)]
     for k, tok in enumerate(sample_tokens):
-        tables["sample"].append({"token": tok, "timestamp": T0_US + k * KEYFRAME_US, "scene_token": "scene-0",
-                                 "prev": sample_tokens[k - 1] if k else "",
-                                 "next": sample_tokens[k + 1] if k + 1 < spec.samples else ""})
-    tables["scene"] = [{"token": "scene-0", "log_token": "log-0", "nbr_samples": spec.samples,
-                        "first_sample_token": sample_tokens[0], "last_sample_token": sample_tokens[-1],
-                        "name": spec.scene, "description": "synthetic"}]
+        tables["sample"].append(
+            {
+                "token": tok,
+                "timestamp": T0_US + k * KEYFRAME_US,
+                "scene_token": "scene-0",
+                "prev": sample_tokens[k - 1] if k else "",
+                "next": sample_tokens[k + 1] if k + 1 < spec.samples else "",
+            }
+        )
+    tables["scene"] = [
+        {
+            "token": "scene-0",
+            "log_token": "log-0",
+            "nbr_samples": spec.samples,
+            "first_sample_token": sample_tokens[0],
+            "last_sample_token": sample_tokens[-1],
+            "name": spec.scene,
+            "description": "synthetic",
+        }
+    ]
     seg_dir = root / "lidarseg" / spec.version
     if spec.lidarseg:
         seg_dir.mkdir(parents=True, exist_ok=True)
@@ -159,23 +209,41 @@ def make_dataroot(root: str | Path, spec: SynthSpec | None = None) -> Path:
                 pts.tofile(path)
                 if key and spec.lidarseg:
                     labels.tofile(seg_dir / f"{token}_lidarseg.bin")
-                    tables.setdefault("lidarseg", []).append({
-                        "token": token, "sample_data_token": token,
-                        "filename": f"lidarseg/{spec.version}/{token}_lidarseg.bin"})
+                    tables.setdefault("lidarseg", []).append(
+                        {
+                            "token": token,
+                            "sample_data_token": token,
+                            "filename": f"lidarseg/{spec.version}/{token}_lidarseg.bin",
+                        }
+                    )
             else:
                 img = np.empty((spec.height, spec.width, 3), np.uint8)
                 img[:] = colour[ch]
                 Image.fromarray(img).save(path, quality=spec.jpeg_quality)
-            tables["ego_pose"].append({"token": token, "timestamp": t_us,
-                                       "rotation": _q(ego_pose(spec, t_us)[:3, :3]),
-                                       "translation": ego_pose(spec, t_us)[:3, 3].tolist()})
-            tables["sample_data"].append({
-                "token": token, "sample_token": sample_tokens[i // (spec.sweeps + 1) + (0 if key else 1)],
-                "ego_pose_token": token, "calibrated_sensor_token": f"calib-{ch}", "timestamp": t_us,
-                "fileformat": "pcd" if ch == "LIDAR_TOP" else "jpg", "is_key_frame": key,
-                "height": 0 if ch == "LIDAR_TOP" else spec.height, "width": 0 if ch == "LIDAR_TOP" else spec.width,
-                "filename": filename, "prev": f"sd-{ch}-{i - 1}" if i else "",
-                "next": f"sd-{ch}-{i + 1}" if i + 1 < n_times else ""})
+            tables["ego_pose"].append(
+                {
+                    "token": token,
+                    "timestamp": t_us,
+                    "rotation": _q(ego_pose(spec, t_us)[:3, :3]),
+                    "translation": ego_pose(spec, t_us)[:3, 3].tolist(),
+                }
+            )
+            tables["sample_data"].append(
+                {
+                    "token": token,
+                    "sample_token": sample_tokens[i // (spec.sweeps + 1) + (0 if key else 1)],
+                    "ego_pose_token": token,
+                    "calibrated_sensor_token": f"calib-{ch}",
+                    "timestamp": t_us,
+                    "fileformat": "pcd" if ch == "LIDAR_TOP" else "jpg",
+                    "is_key_frame": key,
+                    "height": 0 if ch == "LIDAR_TOP" else spec.height,
+                    "width": 0 if ch == "LIDAR_TOP" else spec.width,
+                    "filename": filename,
+                    "prev": f"sd-{ch}-{i - 1}" if i else "",
+                    "next": f"sd-{ch}-{i + 1}" if i + 1 < n_times else "",
+                }
+            )
     _annotations(spec, tables, sample_tokens)
     table_dir = root / spec.version
     table_dir.mkdir(parents=True, exist_ok=True)
@@ -188,13 +256,31 @@ def _annotations(spec: SynthSpec, tables: dict[str, list[dict]], sample_tokens: 
     objects = {"car": ("cat-1", CAR_SIZE_WLH), "barrier": ("cat-2", BARRIER_SIZE_WLH)}
     for inst, (cat, size) in objects.items():
         toks = [f"ann-{inst}-{k}" for k in range(spec.samples)]
-        tables["instance"].append({"token": inst, "category_token": cat, "nbr_annotations": spec.samples,
-                                   "first_annotation_token": toks[0], "last_annotation_token": toks[-1]})
+        tables["instance"].append(
+            {
+                "token": inst,
+                "category_token": cat,
+                "nbr_annotations": spec.samples,
+                "first_annotation_token": toks[0],
+                "last_annotation_token": toks[-1],
+            }
+        )
         for k, tok in enumerate(toks):
             t_us = T0_US + k * KEYFRAME_US
             centre = car_centre(spec, t_us) if inst == "car" else barrier_centre(spec)
-            tables["sample_annotation"].append({
-                "token": tok, "sample_token": sample_tokens[k], "instance_token": inst, "visibility_token": "",
-                "attribute_tokens": [], "translation": centre.tolist(), "size": list(size),
-                "rotation": _q(geometry.rotation_z(spec.yaw)), "prev": toks[k - 1] if k else "",
-                "next": toks[k + 1] if k + 1 < spec.samples else "", "num_lidar_pts": 1, "num_radar_pts": 0})
+            tables["sample_annotation"].append(
+                {
+                    "token": tok,
+                    "sample_token": sample_tokens[k],
+                    "instance_token": inst,
+                    "visibility_token": "",
+                    "attribute_tokens": [],
+                    "translation": centre.tolist(),
+                    "size": list(size),
+                    "rotation": _q(geometry.rotation_z(spec.yaw)),
+                    "prev": toks[k - 1] if k else "",
+                    "next": toks[k + 1] if k + 1 < spec.samples else "",
+                    "num_lidar_pts": 1,
+                    "num_radar_pts": 0,
+                }
+            )
