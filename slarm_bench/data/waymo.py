@@ -44,14 +44,14 @@ from slarm_bench.data.waymo_frame import (
     parse_frame,
     target_sizes,
 )
-from slarm_bench.data.waymo_lidar import ground_points
+from slarm_bench.data.waymo_lidar import classify_ground, ground_plane
+from slarm_bench.data.waymo_project import NEAR, project_points
 from slarm_bench.errors import SlarmBenchError, check_name
 
 SPLITS = ("training", "validation")
 FPS = 10.0
 DYNAMIC_SPEED = 1.0
 FLOW_MIN_SPEED = 0.5
-NEAR = 0.01
 
 
 def track_id(waymo_id: str) -> int:
@@ -169,28 +169,9 @@ def _assemble(frames: list[FrameData], cameras: list[str], sizes: dict[str, tupl
 
     depth = flow = ground = dynamic = None
     flow_source = None
-    has_lidar = any(f.points is not None for f in frames)
-    if has_lidar:
-        depth = np.zeros((t_count, v_count, height, width), np.float32)
-        ground = np.zeros((t_count, v_count, height, width), bool)
-        velocities, flow_source = _point_velocities(frames, vehicle_to_world, boxes, time)
-        if velocities is not None:
-            flow = np.zeros((t_count, v_count, height, width, 3), np.float32)
-        for t, f in enumerate(frames):
-            if f.points is None:
-                continue
-            is_ground = ground_points(f.points)
-            for v, name in enumerate(cameras):
-                h, w = sizes[name]
-                cam_from_vehicle = geometry.invert_pose(c2w64[t, v]) @ vehicle_to_world[t]
-                d, idx = _project(f.points, cam_from_vehicle, intr[t, v], h, w)
-                depth[t, v, :h, :w] = d
-                hit = idx >= 0
-                ground[t, v, :h, :w][hit] = is_ground[idx[hit]]
-                if flow is not None:
-                    flow[t, v, :h, :w][hit] = velocities[t][idx[hit]]
-        if flow is not None:
-            dynamic = (np.linalg.norm(flow, axis=-1) > DYNAMIC_SPEED) & (depth > 0)
+    if any(f.points is not None for f in frames):
+        depth, flow, ground, dynamic, flow_source = _lidar_fields(frames, cameras, sizes, height, width, c2w64,
+                                                                  intr, vehicle_to_world, boxes, time)
 
     dynamic_box = _dynamic_box(frames, boxes, c2w64, intr, cameras, sizes, height, width) if has_boxes else None
     sky = (semantic == SLARM_CLASSES.index("sky")) if seg_all and semantic is not None else None
@@ -219,25 +200,6 @@ def _assemble(frames: list[FrameData], cameras: list[str], sizes: dict[str, tupl
     return seq
 
 
-def _project(points: np.ndarray, cam_from_vehicle: np.ndarray, k: np.ndarray, h: int,
-             w: int) -> tuple[np.ndarray, np.ndarray]:
-    """z-buffer of vehicle-frame points [N,3] in one OpenCV camera -> depth [h,w], point index [h,w]."""
-    # z first (one matrix-vector product) so the full projection runs only on points in front
-    rot = cam_from_vehicle[:3, :3].astype(np.float32)
-    trans = cam_from_vehicle[:3, 3].astype(np.float32)
-    z_all = points @ rot[2] + trans[2]
-    front = np.flatnonzero(z_all > NEAR)
-    pf = points[front]
-    z = z_all[front]
-    proj = (k.astype(np.float32) @ rot)[:2]
-    offset = k[:2].astype(np.float32) @ trans
-    uv = (pf @ proj.T + offset) / z[:, None]
-    depth, idx = geometry.z_buffer(uv, z, h, w, near=NEAR)
-    hit = idx >= 0
-    idx[hit] = front[idx[hit]]
-    return depth, idx
-
-
 def _world_boxes(frames: list[FrameData], vehicle_to_world: np.ndarray) -> tuple[Boxes, dict[str, int]]:
     parts, track_map = [], {}
     for t, f in enumerate(frames):
@@ -258,29 +220,80 @@ def _world_boxes(frames: list[FrameData], vehicle_to_world: np.ndarray) -> tuple
     return Boxes(**{k: np.concatenate([p.as_dict()[k] for p in parts]) for k in Boxes._DTYPES}), track_map
 
 
-def _point_velocities(frames: list[FrameData], vehicle_to_world: np.ndarray, boxes: Boxes,
-                      time: np.ndarray) -> tuple[list[np.ndarray | None] | None, str | None]:
-    """World-frame velocity of every lidar point of every frame, from labels or from tracked boxes."""
+def _lidar_fields(frames: list[FrameData], cameras: list[str], sizes: dict[str, tuple[int, int]], height: int,
+                  width: int, c2w64: np.ndarray, intr: np.ndarray, vehicle_to_world: np.ndarray, boxes: Boxes,
+                  time: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray | None,
+                                             str | None]:
+    """depth [T,V,H,W], flow [T,V,H,W,3] | None, ground, dynamic | None (bool [T,V,H,W]), flow source.
+
+    Each frame's points are z-buffered into every camera first; ground classes and velocities are then
+    computed only for the points that won a pixel (per-point rules, so the same values as for all points).
+    """
+    t_count, v_count = len(frames), len(cameras)
+    depth = np.zeros((t_count, v_count, height, width), np.float32)
+    ground = np.zeros((t_count, v_count, height, width), bool)
+    flow_source = _flow_source(frames, boxes)
+    flow = dynamic = None
+    if flow_source is not None:
+        flow = np.zeros((t_count, v_count, height, width, 3), np.float32)
+        dynamic = np.zeros((t_count, v_count, height, width), bool)
+    for t, f in enumerate(frames):
+        if f.points is None:
+            continue
+        hits = []
+        for v, name in enumerate(cameras):
+            h, w = sizes[name]
+            cam_from_vehicle = geometry.invert_pose(c2w64[t, v]) @ vehicle_to_world[t]
+            d, idx = project_points(f.points, cam_from_vehicle, intr[t, v], h, w, NEAR)
+            depth[t, v, :h, :w] = d
+            hits.append(idx)
+        seen = np.zeros(f.points.shape[0], bool)
+        for idx in hits:
+            seen[idx[idx >= 0]] = True
+        winners = np.flatnonzero(seen)
+        slot = np.empty(f.points.shape[0], np.int64)  # read only at winners
+        slot[winners] = np.arange(winners.size)
+        is_ground = classify_ground(f.points[winners], ground_plane(f.points))
+        vel = speed = None
+        if flow_source is not None:
+            vel = _winner_velocities(frames, t, winners, flow_source, vehicle_to_world, boxes, time)
+            speed = np.linalg.norm(vel, axis=-1)
+        for v, name in enumerate(cameras):
+            h, w = sizes[name]
+            idx = hits[v]
+            hit = idx >= 0
+            pos = slot[idx[hit]]
+            ground[t, v, :h, :w][hit] = is_ground[pos]
+            if vel is not None:
+                flow[t, v, :h, :w][hit] = vel[pos]
+                dynamic[t, v, :h, :w][hit] = speed[pos] > DYNAMIC_SPEED
+    return depth, flow, ground, dynamic, flow_source
+
+
+def _flow_source(frames: list[FrameData], boxes: Boxes) -> str | None:
+    """"labels" when every frame with points has velocity labels, "boxes" when boxes can be tracked, else None."""
     if all(f.velocity is not None for f in frames if f.points is not None):
-        return [None if f.velocity is None else
-                geometry.rotate_vectors(vehicle_to_world[t][:3, :3], f.velocity)
-                for t, f in enumerate(frames)], "labels"
+        return "labels"
     if any(f.velocity is not None for f in frames):
         raise WaymoDataError("only some frames carry flow labels: a partial scene-flow file")
     if len(frames) < 2 or len(boxes) == 0:
-        return None, None
-    out: list[np.ndarray | None] = []
-    for t, f in enumerate(frames):
-        if f.points is None:
-            out.append(None)
-            continue
-        other = t + 1 if t + 1 < len(frames) else t - 1
-        pts_world = geometry.transform_points(vehicle_to_world[t], f.points.astype(np.float64))
-        vel = geometry.box_track_flow(pts_world, boxes.select_frames(np.array([t])),
-                                      boxes.select_frames(np.array([other])), float(time[other] - time[t]))
-        vel[np.linalg.norm(vel, axis=1) < FLOW_MIN_SPEED] = 0.0
-        out.append(vel)
-    return out, "boxes"
+        return None
+    return "boxes"
+
+
+def _winner_velocities(frames: list[FrameData], t: int, winners: np.ndarray, source: str,
+                       vehicle_to_world: np.ndarray, boxes: Boxes, time: np.ndarray) -> np.ndarray:
+    """World-frame velocity [M,3] float32 of points `winners` [M] of frame t, from labels or tracked boxes."""
+    f = frames[t]
+    if source == "labels":
+        assert f.velocity is not None
+        return geometry.rotate_vectors(vehicle_to_world[t][:3, :3], f.velocity[winners])
+    other = t + 1 if t + 1 < len(frames) else t - 1
+    pts_world = geometry.transform_points(vehicle_to_world[t], f.points[winners].astype(np.float64))
+    vel = geometry.box_track_flow(pts_world, boxes.select_frames(np.array([t])),
+                                  boxes.select_frames(np.array([other])), float(time[other] - time[t]))
+    vel[np.linalg.norm(vel, axis=1) < FLOW_MIN_SPEED] = 0.0
+    return vel.astype(np.float32, copy=False)
 
 
 def _dynamic_box(frames: list[FrameData], boxes: Boxes, c2w: np.ndarray, intr: np.ndarray,

@@ -120,7 +120,7 @@ class FrameData:
     timestamp: float                # seconds (Unix)
     pose: np.ndarray                # [4,4] vehicle to global
     cameras: dict[str, CameraData]
-    points: np.ndarray | None       # [N,3] float32, vehicle frame of `pose`
+    points: np.ndarray | None       # [N,3] float32 (column-major), vehicle frame of `pose`
     velocity: np.ndarray | None     # [N,3] float32 labelled velocity (vehicle frame), None without labels
     boxes: BoxData
     lidar_counts: dict[str, int] = field(default_factory=dict)
@@ -228,7 +228,8 @@ def decode_lidar(frame: Any, returns: tuple[int, ...], cache: dict[Any, LidarGeo
                 vel_all.append(None)
     if not pts_all:
         return None, None, counts
-    points = np.concatenate(pts_all)
+    # [3,N] concatenation, returned transposed: column-major [N,3] keeps each coordinate contiguous
+    points = np.concatenate([p.T for p in pts_all], axis=1).T
     if not has_flow:
         return points, None, counts
     if any(v is None for v in vel_all):

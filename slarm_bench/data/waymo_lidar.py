@@ -17,13 +17,20 @@ Range-image facts (Waymo Open Dataset v1 `RangeImage`, dataset.proto comments):
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from slarm_bench.errors import SlarmBenchError
 
+try:  # optional accelerator: zlib-ng inflates the same streams to the same bytes about twice as fast
+    from zlib_ng import zlib_ng as _inflater  # type: ignore[import-not-found]
+except ImportError:  # the standard zlib gives identical output, only slower
+    _inflater = zlib
+_INFLATE_ERRORS = (zlib.error, _inflater.error)
+
 FLOW_NO_LABEL = -1
+GROUND_FIT_POINTS = 50_000
 
 
 class WaymoLidarError(SlarmBenchError):
@@ -48,8 +55,8 @@ def decode_matrix_float(compressed: bytes, what: str = "range image") -> np.ndar
     the protobuf runtime would copy a million floats one Python object at a time.
     """
     try:
-        buf = zlib.decompress(compressed)
-    except zlib.error as exc:
+        buf = _inflater.decompress(compressed)
+    except _INFLATE_ERRORS as exc:
         raise WaymoLidarError(f"{what}: zlib data is corrupt ({exc}); re-download the segment") from exc
     data: np.ndarray | None = None
     dims: list[int] = []
@@ -150,11 +157,20 @@ def euler_to_matrix(roll: np.ndarray, pitch: np.ndarray, yaw: np.ndarray) -> np.
 
 @dataclass
 class LidarGeometry:
-    """Per-lidar constants: unit ray directions in the vehicle frame [H,W,3] and the lidar origin [3]."""
+    """Per-lidar constants: unit ray directions in the vehicle frame [H,W,3] and the lidar origin [3].
+
+    `directions32` [3,H*W] and `origin32` [3] are float32 copies laid out for per-coordinate vector math.
+    """
 
     directions_vehicle: np.ndarray
     directions_sensor: np.ndarray
     extrinsic: np.ndarray
+    directions32: np.ndarray = field(init=False, repr=False)
+    origin32: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.directions32 = np.ascontiguousarray(self.directions_vehicle.reshape(-1, 3).T, np.float32)
+        self.origin32 = np.asarray(self.extrinsic[:3, 3], np.float32)
 
     @classmethod
     def from_calibration(cls, extrinsic: np.ndarray, height: int, width: int,
@@ -178,19 +194,52 @@ def range_image_to_points(range_m: np.ndarray, geom: LidarGeometry, pixel_pose: 
     each pixel's time; TOP lidar) with frame_pose [4,4] vehicle-to-world of the frame: each point is moved
     from the vehicle frame at its own time to the frame's vehicle frame (rolling-shutter correction).
     Returns points [N,3] float32 and the flat pixel indices [N] of the valid pixels (row-major).
+
+    The points array is the transpose of a C-ordered [3,N] one (column-major [N,3]), so that each
+    coordinate is a contiguous vector for the projections downstream. Arithmetic is float32 except for
+    the pose composition (float64, per pose): the error is below 2e-5 m for ranges up to 100 m.
     """
-    flat = np.flatnonzero(range_m.reshape(-1) > 0)
-    r = range_m.reshape(-1)[flat].astype(np.float64)
-    pts = geom.directions_vehicle.reshape(-1, 3)[flat] * r[:, None] + geom.extrinsic[:3, 3]
+    rng = range_m.reshape(-1)
+    flat = np.flatnonzero(rng > 0)
+    r = rng[flat].astype(np.float32, copy=False)
+    pts = np.take(geom.directions32, flat, axis=1)
+    pts *= r
+    pts += geom.origin32[:, None]
     if pixel_pose is not None:
         if frame_pose is None:
             raise WaymoLidarError("a per-pixel lidar pose needs the frame pose")
-        pp = pixel_pose.reshape(-1, 6)[flat].astype(np.float64)
-        rot = euler_to_matrix(pp[:, 0], pp[:, 1], pp[:, 2])
-        world = np.einsum("nij,nj->ni", rot, pts) + pp[:, 3:6]
-        inv = np.linalg.inv(np.asarray(frame_pose, np.float64))
-        pts = world @ inv[:3, :3].T + inv[:3, 3]
-    return pts.astype(np.float32), flat
+        mat, unit = _pixel_to_frame(pixel_pose, flat, frame_pose)
+        m = np.take(mat, unit, axis=1)  # [12,N]: rotation rows then translation, per point
+        out = np.empty_like(pts)
+        for i in range(3):
+            np.multiply(m[3 * i], pts[0], out=out[i])
+            out[i] += m[3 * i + 1] * pts[1]
+            out[i] += m[3 * i + 2] * pts[2]
+            out[i] += m[9 + i]
+        pts = out
+    return pts.T, flat
+
+
+def _pixel_to_frame(pixel_pose: np.ndarray, flat: np.ndarray,
+                    frame_pose: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Transforms from the vehicle frame at pixel time to the frame's vehicle frame, as float32 [12,U]
+    (row-major rotation, then translation) over U distinct poses, and the pose of each point [N].
+
+    A spinning lidar fires a column at one instant, so its pose image is usually constant down each
+    column: then only W transforms are built (a pure speed-up; the arithmetic per pose is the same)."""
+    h, w = pixel_pose.shape[:2]
+    pp = pixel_pose.reshape(h, w, 6)
+    if (pp == pp[:1]).all():
+        poses, unit = pp[0].astype(np.float64), flat % w
+    else:
+        poses, unit = pp.reshape(-1, 6)[flat].astype(np.float64), np.arange(flat.size)
+    frame_pose = np.asarray(frame_pose, np.float64)
+    rot_f_t = frame_pose[:3, :3].T
+    # relative translation first, in float64: global coordinates (km) would lose mm in float32
+    rot = rot_f_t @ euler_to_matrix(poses[:, 0], poses[:, 1], poses[:, 2])        # [U,3,3]
+    trans = (poses[:, 3:6] - frame_pose[:3, 3]) @ rot_f_t.T                        # [U,3]
+    mat = np.concatenate([rot.reshape(-1, 9), trans], axis=1).T                    # [12,U]
+    return np.ascontiguousarray(mat, np.float32), unit
 
 
 def label_velocities(flow_image: np.ndarray, flat: np.ndarray, min_speed: float = 0.5) -> np.ndarray:
@@ -201,40 +250,57 @@ def label_velocities(flow_image: np.ndarray, flat: np.ndarray, min_speed: float 
     if flow_image.ndim != 3 or flow_image.shape[-1] < 4:
         raise WaymoLidarError(f"flow range image must be [H,W,4+], got {list(flow_image.shape)}")
     f = flow_image.reshape(-1, flow_image.shape[-1])[flat]
-    vel = f[:, :3].astype(np.float32).copy()
-    vel[f[:, 3] == FLOW_NO_LABEL] = 0.0
-    vel[np.linalg.norm(vel, axis=1) < min_speed] = 0.0
+    vel = f[:, :3].astype(np.float32)
+    speed = np.sqrt(vel[:, 0] * vel[:, 0] + vel[:, 1] * vel[:, 1] + vel[:, 2] * vel[:, 2])
+    vel[(f[:, 3] == FLOW_NO_LABEL) | (speed < min_speed)] = 0.0
     return vel
+
+
+def ground_plane(points: np.ndarray, threshold: float = 0.2, iterations: int = 5, radius: float = 40.0,
+                 seed_quantile: float = 0.1, seed_band: float = 0.3,
+                 max_points: int = GROUND_FIT_POINTS) -> np.ndarray | None:
+    """Coefficients (a, b, c) of the ground plane z = a x + b y + c [3] by iterated least squares, or None.
+
+    points [N,3] in a vehicle frame (z up). The fit uses every k-th point, k = ceil(N / max_points), a
+    deterministic sample (the least-squares plane of 50 000 points differs from that of all points by
+    far less than the 0.2 m threshold; only points within that difference of the threshold change class).
+    Seeds: points within `radius` m horizontally whose height is within `seed_band` m of the
+    `seed_quantile` height quantile; fit; keep points within `threshold` m of the plane; refit.
+    """
+    n = points.shape[0]
+    if n < 3:
+        return None
+    step = max(1, -(-n // max(int(max_points), 3)))
+    p = np.asarray(points[::step], np.float64)
+    near = np.hypot(p[:, 0], p[:, 1]) < radius
+    if near.sum() < 3:
+        return None
+    z_seed = np.quantile(p[near, 2], seed_quantile)
+    inliers = near & (p[:, 2] < z_seed + seed_band)
+    design = np.column_stack([p[:, 0], p[:, 1], np.ones(p.shape[0])])
+    coef = None
+    for _ in range(iterations):
+        if inliers.sum() < 3:
+            return None
+        a = design[inliers]
+        coef = np.linalg.solve(a.T @ a, a.T @ p[inliers, 2])  # 3x3 normal equations
+        new = near & (np.abs(p[:, 2] - design @ coef) < threshold)
+        if np.array_equal(new, inliers):
+            break
+        inliers = new
+    return coef
+
+
+def classify_ground(points: np.ndarray, coef: np.ndarray | None, threshold: float = 0.2) -> np.ndarray:
+    """Boolean [N]: points [N,3] within `threshold` m (vertically) of the plane `coef` (all False if None)."""
+    if coef is None:
+        return np.zeros(points.shape[0], bool)
+    p = np.asarray(points, np.float64)
+    return np.abs(p[:, 2] - (coef[0] * p[:, 0] + coef[1] * p[:, 1] + coef[2])) < threshold
 
 
 def ground_points(points: np.ndarray, threshold: float = 0.2, iterations: int = 5,
                   radius: float = 40.0, seed_quantile: float = 0.1, seed_band: float = 0.3) -> np.ndarray:
-    """Boolean [N]: points on the ground plane, by iterated least squares (no sampling).
-
-    points [N,3] in a vehicle frame (z up). Seeds: points within `radius` m horizontally whose height is
-    within `seed_band` m of the `seed_quantile` height quantile; fit z = a x + b y + c; keep points within
-    `threshold` m of the plane; refit `iterations` times. Deterministic for a given point set.
-    """
-    n = points.shape[0]
-    if n < 3:
-        return np.zeros(n, bool)
-    p = points.astype(np.float64)
-    near = np.hypot(p[:, 0], p[:, 1]) < radius
-    if near.sum() < 3:
-        return np.zeros(n, bool)
-    z_seed = np.quantile(p[near, 2], seed_quantile)
-    inliers = near & (p[:, 2] < z_seed + seed_band)
-    design = np.column_stack([p[:, 0], p[:, 1], np.ones(n)])
-    coef = np.zeros(3)
-    for _ in range(iterations):
-        if inliers.sum() < 3:
-            return np.zeros(n, bool)
-        a = design[inliers]
-        coef = np.linalg.solve(a.T @ a, a.T @ p[inliers, 2])  # 3x3 normal equations: fast for 1e6 points
-        residual = p[:, 2] - design @ coef
-        new = near & (np.abs(residual) < threshold)
-        if np.array_equal(new, inliers):
-            break
-        inliers = new
-    return np.abs(p[:, 2] - design @ coef) < threshold
-
+    """Boolean [N]: points on the ground plane (`ground_plane`, then `classify_ground`). Deterministic."""
+    coef = ground_plane(points, threshold, iterations, radius, seed_quantile, seed_band)
+    return classify_ground(points, coef, threshold)

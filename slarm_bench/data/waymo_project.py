@@ -1,0 +1,69 @@
+"""Lidar points -> per-camera z-buffers for the Waymo adapter, without sorting.
+
+Same rule as `geometry.z_buffer` (a point falls in pixel floor(u), floor(v); points at z <= near or outside
+the image are dropped; the nearest point wins; on equal depth the lowest point index wins), computed as:
+float32 projection of each coordinate as a contiguous vector, a conservative frustum cull before any
+division, a scatter-minimum of depth per pixel (`np.minimum.at`), and a reverse-order scatter of the
+indices of the points that reach that minimum (the last write, the lowest index, wins). This replaces a
+lexsort of every visible point, which dominated the adapter's time.
+
+Precision: the 3x4 projection K [R|t] is composed in float64 and applied in float32: for points up to
+100 m the pixel coordinates are within 1e-4 px of the float64 values, so a point changes pixel only when it
+lies that close to a pixel border.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+NEAR = 0.01
+
+
+def project_points(points: np.ndarray, cam_from_vehicle: np.ndarray, k: np.ndarray, height: int,
+                   width: int, near: float = NEAR) -> tuple[np.ndarray, np.ndarray]:
+    """z-buffer of points [N,3] (float32, any order) in one OpenCV camera.
+
+    cam_from_vehicle [4,4] maps the points' frame to the camera; k [3,3] intrinsics of a height x width
+    image. Returns depth [H,W] float32 (0 = no point) and index [H,W] int64 of the winning point (-1 = none).
+    """
+    xyz = np.ascontiguousarray(np.asarray(points, np.float32).T)  # [3,N]; free for column-major input
+    proj = np.asarray(k, np.float64) @ np.asarray(cam_from_vehicle, np.float64)[:3]  # rows: u z, v z, z
+    p = proj.astype(np.float32)
+    z = _row(p[2], xyz)
+    uz = _row(p[0], xyz)
+    # cull on u z (no division yet) with half a pixel of slack, then on v z for the few survivors; the
+    # exact test after the division follows
+    slack = z * np.float32(0.5)
+    keep = z > near
+    keep &= uz > -slack
+    keep &= uz < z * np.float32(width + 0.5)
+    ids = np.flatnonzero(keep)
+    zs = z[ids]
+    vz = _row(p[1], xyz[:, ids])
+    inside = (vz > -slack[ids]) & (vz < zs * np.float32(height + 0.5))
+    ids, zs, uz, vz = ids[inside], zs[inside], uz[ids][inside], vz[inside]
+    depth = np.zeros(height * width, np.float32)
+    index = np.full(height * width, -1, np.int64)
+    if ids.size:
+        col = np.floor(uz / zs)
+        row = np.floor(vz / zs)
+        ok = (col >= 0) & (col < width) & (row >= 0) & (row < height)
+        if not ok.all():
+            ids, zs, col, row = ids[ok], zs[ok], col[ok], row[ok]
+        pix = row.astype(np.intp) * width + col.astype(np.intp)
+        nearest = np.full(height * width, np.inf, np.float32)
+        np.minimum.at(nearest, pix, zs)
+        win = np.flatnonzero(zs == nearest[pix])[::-1]
+        index[pix[win]] = ids[win]
+        hit = index >= 0
+        depth[hit] = nearest[hit]
+    return depth.reshape(height, width), index.reshape(height, width)
+
+
+def _row(coef: np.ndarray, xyz: np.ndarray) -> np.ndarray:
+    """coef[0] x + coef[1] y + coef[2] z + coef[3] over all points, float32 [N]."""
+    out = xyz[0] * coef[0]
+    out += xyz[1] * coef[1]
+    out += xyz[2] * coef[2]
+    out += coef[3]
+    return out
