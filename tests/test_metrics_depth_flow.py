@@ -40,6 +40,8 @@ def test_depth_metric_averages_rmse_over_images() -> None:
     assert m.higher_is_better is False and m.specs["depth_rmse"].unit == "m"
     with pytest.raises(SlarmBenchError, match="empty"):
         DepthRMSEMetric((5.0, 1.0))
+    with pytest.raises(SlarmBenchError, match="gt_depth"):
+        m.update(Sample(depth=pred[:, :, :1], gt_depth=gt))
 
 
 def _flow_case() -> Sample:

@@ -10,7 +10,7 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from slarm_bench.errors import SlarmBenchError, UnknownNameError
-from slarm_bench.metrics import PSNRMetric, Sample, SSIMMetric, psnr, ssim, ssim_map
+from slarm_bench.metrics import PSNRMetric, Sample, SSIMMetric, build_metrics, psnr, ssim, ssim_map
 from slarm_bench.metrics.image import interior
 
 RNG = np.random.default_rng(0)
@@ -114,6 +114,10 @@ def test_batched_equals_one_by_one_and_uint8_gt() -> None:
         ref = peak_signal_noise_ratio(gt8[i] / 255.0, pred[i].astype(np.float64), data_range=1)
         one = PSNRMetric().update(Sample(rgb=pred[i], gt_rgb=gt8[i]))["psnr"]
         assert batched[i] == pytest.approx(ref, abs=1e-9) and one[0] == pytest.approx(ref, abs=1e-9)
+    ssims = SSIMMetric().update(Sample(rgb=pred, gt_rgb=gt8))["ssim"]
+    for i in range(3):
+        ref = structural_similarity(pred[i].astype(np.float64), gt8[i] / 255.0, data_range=1, channel_axis=-1)
+        assert ssims[i] == pytest.approx(ref, abs=1e-9)
 
 
 def test_bad_inputs_raise_one_line_errors() -> None:
@@ -128,6 +132,16 @@ def test_bad_inputs_raise_one_line_errors() -> None:
         Sample(rgb=np.zeros((2, 8, 8, 3)), gt_rgb=np.zeros((3, 8, 8, 3)))
     with pytest.raises(SlarmBenchError, match="7x7"):
         ssim(torch.zeros(1, 5, 9, 3), torch.zeros(1, 5, 9, 3))
+
+
+def test_inputs_are_not_modified() -> None:
+    for dtype in (torch.float32, torch.float64):
+        pred, gt = torch.rand(2, 16, 16, 3, dtype=dtype) * 1.4 - 0.2, torch.rand(2, 16, 16, 3, dtype=dtype)
+        p0, g0 = pred.clone(), gt.clone()
+        depth, gt_depth = torch.rand(2, 16, 16, dtype=dtype), torch.rand(2, 16, 16, dtype=dtype)
+        d0 = depth.clone()
+        build_metrics({"lpips": None}).update(Sample(rgb=pred, gt_rgb=gt, depth=depth, gt_depth=gt_depth))
+        assert torch.equal(pred, p0) and torch.equal(gt, g0) and torch.equal(depth, d0)
 
 
 def test_exact_prediction_gives_infinite_psnr() -> None:

@@ -37,16 +37,21 @@ def valid_depth(gt_depth: torch.Tensor, valid_range: tuple[float, float] = STORM
 def depth_rmse(pred: torch.Tensor, gt: torch.Tensor, valid_range: tuple[float, float] = STORM_DEPTH_RANGE,
                mask: torch.Tensor | None = None) -> torch.Tensor:
     """Per-image depth RMSE [B] (m) of pred, gt [B,H,W] over valid (& mask) pixels; NaN where none."""
+    return _rmse(_squared_error(pred, gt), valid_depth(gt, valid_range), mask)
+
+
+def _squared_error(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     if pred.shape != gt.shape:
         raise MetricInputError(
             f"depth {tuple(pred.shape)} and gt_depth {tuple(gt.shape)} must both be [B,H,W]: render depth "
             "at the ground truth's size."
         )
-    valid = valid_depth(gt, valid_range)
-    if mask is not None:
-        valid = valid & mask.bool()
-    mse, _ = masked_mean((pred.to(torch.float64) - gt.to(torch.float64)) ** 2, valid)
-    return mse.sqrt()
+    d = pred.to(torch.float64) - gt.to(torch.float64)
+    return d.mul_(d)
+
+
+def _rmse(se: torch.Tensor, valid: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    return masked_mean(se, valid if mask is None else valid & mask.bool())[0].sqrt()
 
 
 class DepthRMSEMetric(Metric):
@@ -70,7 +75,9 @@ class DepthRMSEMetric(Metric):
 
     def _values(self, sample: Sample) -> dict[str, tuple[torch.Tensor, None]]:
         sample.require("depth", "gt_depth", metric=self.name)
+        se = _squared_error(sample.depth, sample.gt_depth)  # shared by every mask variant
+        valid = valid_depth(sample.gt_depth, self.valid_range)
         return {
-            key: (depth_rmse(sample.depth, sample.gt_depth, self.valid_range, mask), None)
-            for key, mask in zip(self.specs, (sample_mask(sample, m, self.name) for m in self.masks))
+            key: (_rmse(se, valid, sample_mask(sample, m, self.name)), None)
+            for key, m in zip(self.specs, self.masks)
         }

@@ -42,13 +42,17 @@ SSIM_WIN = 7
 SSIM_K1, SSIM_K2 = 0.01, 0.03
 
 
-def _rgb_pair(pred: torch.Tensor, gt: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """Clamp pred to [0,1], read a uint8 gt as /255, both to `dtype`; shapes must match ([B,H,W,3])."""
+def _check_rgb(pred: torch.Tensor, gt: torch.Tensor) -> None:
     if pred.shape != gt.shape or pred.shape[-1] != 3:
         raise MetricInputError(
             f"rgb {tuple(pred.shape)} and gt_rgb {tuple(gt.shape)} must both be [B,H,W,3]: pass images of "
             "the same size."
         )
+
+
+def _rgb_pair(pred: torch.Tensor, gt: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clamp pred to [0,1], read a uint8 gt as /255, both to `dtype`; shapes must match ([B,H,W,3])."""
+    _check_rgb(pred, gt)
     gt = gt.to(dtype) / 255.0 if gt.dtype == torch.uint8 else gt.to(dtype)
     return pred.to(dtype).clamp(0.0, 1.0), gt
 
@@ -57,9 +61,11 @@ def _rgb_pair(pred: torch.Tensor, gt: torch.Tensor, dtype: torch.dtype) -> tuple
 # Functional
 def squared_error(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     """(clamp(pred, 0, 1) - gt)^2 [B,H,W,3] in float64."""
-    p, g = _rgb_pair(pred, gt, torch.float64)
-    d = p - g
-    return d * d
+    _check_rgb(pred, gt)
+    d = pred.to(torch.float64, copy=True).clamp_(0.0, 1.0)  # in place on a copy: fewer passes on a CPU
+    g = gt.to(torch.float64)
+    d.sub_(g.div_(255.0) if gt.dtype == torch.uint8 else g)
+    return d.mul_(d)
 
 
 def mse_from_squared_error(se: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -98,7 +104,7 @@ def _box_mean(x: torch.Tensor, win: int) -> torch.Tensor:
     CPU than avg_pool2d or running cumulative sums).
     """
     assert win == 7, "the doubling sum is written for skimage's default 7x7 window"
-    return _box_sum_1d(_box_sum_1d(x, -1), -2) / (win * win)
+    return _box_sum_1d(_box_sum_1d(x, -1), -2).div_(win * win)
 
 
 def ssim_map(pred: torch.Tensor, gt: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
@@ -106,28 +112,36 @@ def ssim_map(pred: torch.Tensor, gt: torch.Tensor, data_range: float = 1.0) -> t
 
     Equal to skimage's `full=True` map, averaged over channels, sliced to [3:-3, 3:-3].
     """
-    p, g = _rgb_pair(pred, gt, torch.float64)
-    if min(p.shape[1:3]) < SSIM_WIN:
+    _check_rgb(pred, gt)
+    if min(pred.shape[1:3]) < SSIM_WIN:
         raise MetricInputError(
-            f"SSIM needs images of at least {SSIM_WIN}x{SSIM_WIN} pixels; got {tuple(p.shape[1:3])}."
+            f"SSIM needs images of at least {SSIM_WIN}x{SSIM_WIN} pixels; got {tuple(pred.shape[1:3])}."
         )
-    x, y = p.permute(0, 3, 1, 2).contiguous(), g.permute(0, 3, 1, 2).contiguous()
+    b, h, w, nch = pred.shape
+    # Written into one preallocated float64 buffer with in-place ops: fewer allocations and passes over
+    # memory, which is what bounds this on a CPU. maps[:, c] = (x, y, x^2 + y^2, x y) of channel c; only
+    # the sum x^2 + y^2 enters SSIM, so it is filtered as one map.
+    maps = torch.empty(b, nch, 4, h, w, dtype=torch.float64, device=pred.device)
+    x, y = maps[:, :, 0], maps[:, :, 1]
+    x.copy_(pred.permute(0, 3, 1, 2)).clamp_(0.0, 1.0)
+    y.copy_(gt.permute(0, 3, 1, 2))
+    if gt.dtype == torch.uint8:
+        y.div_(255.0)
+    torch.mul(x, x, out=maps[:, :, 2]).addcmul_(y, y)
+    torch.mul(x, y, out=maps[:, :, 3])
     n = SSIM_WIN * SSIM_WIN
     cov_norm = n / (n - 1)  # skimage's use_sample_covariance=True
     c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
     total = None
-    # One channel at a time, and x^2 + y^2 filtered as one map (only their sum enters SSIM): smaller
-    # intermediates that stay in cache, about 1.6x faster on a CPU than all 15 maps at once.
-    for c in range(x.shape[1]):
-        xc, yc = x[:, c:c + 1], y[:, c:c + 1]
-        maps = torch.cat([xc, yc, xc * xc + yc * yc, xc * yc], dim=1)
-        ux, uy, usq, uxy = _box_mean(maps, SSIM_WIN).unbind(1)
-        uxuy, u2 = ux * uy, ux * ux + uy * uy
-        num = (2 * uxuy + c1) * (2 * cov_norm * (uxy - uxuy) + c2)
-        den = (u2 + c1) * (cov_norm * (usq - u2) + c2)
-        s = num / den
-        total = s if total is None else total + s
-    return total / x.shape[1]
+    for c in range(nch):  # one channel at a time keeps the intermediates in cache
+        ux, uy, usq, uxy = _box_mean(maps[:, c], SSIM_WIN).unbind(1)
+        uxuy = ux * uy
+        u2 = (ux * ux).addcmul_(uy, uy)
+        num = uxuy.mul(2.0).add_(c1).mul_(uxy.sub_(uxuy).mul_(2.0 * cov_norm).add_(c2))
+        den = (u2 + c1).mul_(usq.sub_(u2).mul_(cov_norm).add_(c2))
+        s = num.div_(den)
+        total = s if total is None else total.add_(s)
+    return total.div_(nch)
 
 
 def interior(mask: torch.Tensor) -> torch.Tensor:
