@@ -44,8 +44,7 @@ from slarm_bench.data.waymo_frame import (
     parse_frame,
     target_sizes,
 )
-from slarm_bench.data.waymo_lidar import classify_ground, ground_plane
-from slarm_bench.data.waymo_project import NEAR, project_points
+from slarm_bench.data.waymo_project import NEAR, FramePixels, frame_pixels
 from slarm_bench.errors import SlarmBenchError, check_name
 
 SPLITS = ("training", "validation")
@@ -98,6 +97,8 @@ def build_sequence(path: str | os.PathLike, cameras: list[str] | tuple[str, ...]
     load_schema()
     hasher = hashlib.sha256()
     frames: list[FrameData] = []
+    pixels: list[FramePixels | None] = []
+    world_from_global: np.ndarray | None = None
     cache: dict[Any, Any] = {}
     sizes: dict[str, tuple[int, int]] | None = None
     for i, data in enumerate(read_records(path)):
@@ -114,14 +115,38 @@ def build_sequence(path: str | os.PathLike, cameras: list[str] | tuple[str, ...]
                                      f"{sorted(calibs)}: choose among those with --cameras")
             sizes = target_sizes(calibs, cameras, height, width)
         try:
-            frames.append(decode_frame(frame, cameras, sizes, lidar_returns, cache, FLOW_MIN_SPEED))
+            f = decode_frame(frame, cameras, sizes, lidar_returns, cache, FLOW_MIN_SPEED)
+            if world_from_global is None:
+                world_from_global = geometry.invert_pose(f.pose)
+            # project now and keep only the winning points: a segment's clouds would not fit in memory
+            pixels.append(_frame_pixels(f, cameras, sizes, world_from_global))
         except SlarmBenchError as exc:
             raise WaymoDataError(f"{path}: record {i}: {exc}") from exc
+        frames.append(f)
     if not frames:
         raise WaymoDataError(f"{path}: the file holds no frames")
     _check_cameras(path, frames, cameras)
     assert sizes is not None
-    return _assemble(frames, cameras, sizes, height, width, scene or _scene_name(path), hasher.hexdigest())
+    return _assemble(frames, pixels, cameras, sizes, height, width, scene or _scene_name(path),
+                     hasher.hexdigest())
+
+
+def _frame_pixels(f: FrameData, cameras: list[str], sizes: dict[str, tuple[int, int]],
+                  world_from_global: np.ndarray) -> FramePixels | None:
+    """The frame's lidar z-buffered into its cameras (same poses and intrinsics as `_assemble` writes);
+    drops the frame's points and labels. None without lidar or with a camera missing (reported later)."""
+    points, labels = f.points, f.velocity
+    f.points = f.velocity = None
+    if points is None or any(c not in f.cameras for c in cameras):
+        return None
+    vehicle_to_world = world_from_global @ f.pose
+    views = []
+    for name in cameras:
+        cam = f.cameras[name]
+        c2w = geometry.flu_cam_to_opencv(world_from_global @ cam.ego_to_global @ cam.cam_to_ego)
+        k = cam.intrinsics.astype(np.float32)  # the Sequence stores float32 intrinsics
+        views.append((geometry.invert_pose(c2w) @ vehicle_to_world, k, *sizes[name]))
+    return frame_pixels(points, labels, views, NEAR)
 
 
 def _scene_name(path: Path) -> str:
@@ -140,8 +165,8 @@ def _check_cameras(path: Path, frames: list[FrameData], cameras: list[str]) -> N
                                  "choose among those with --cameras")
 
 
-def _assemble(frames: list[FrameData], cameras: list[str], sizes: dict[str, tuple[int, int]],
-              height: int, width: int, scene: str, checksum: str) -> Sequence:
+def _assemble(frames: list[FrameData], pixels: list[FramePixels | None], cameras: list[str],
+              sizes: dict[str, tuple[int, int]], height: int, width: int, scene: str, checksum: str) -> Sequence:
     t_count, v_count = len(frames), len(cameras)
     world_from_global = geometry.invert_pose(frames[0].pose)
     images = np.zeros((t_count, v_count, height, width, 3), np.uint8)
@@ -169,9 +194,9 @@ def _assemble(frames: list[FrameData], cameras: list[str], sizes: dict[str, tupl
 
     depth = flow = ground = dynamic = None
     flow_source = None
-    if any(f.points is not None for f in frames):
-        depth, flow, ground, dynamic, flow_source = _lidar_fields(frames, cameras, sizes, height, width, c2w64,
-                                                                  intr, vehicle_to_world, boxes, time)
+    if any(px is not None for px in pixels):
+        depth, flow, ground, dynamic, flow_source = _lidar_fields(pixels, cameras, sizes, height, width,
+                                                                  vehicle_to_world, boxes, time)
 
     dynamic_box = _dynamic_box(frames, boxes, c2w64, intr, cameras, sizes, height, width) if has_boxes else None
     sky = (semantic == SLARM_CLASSES.index("sky")) if seg_all and semantic is not None else None
@@ -220,76 +245,58 @@ def _world_boxes(frames: list[FrameData], vehicle_to_world: np.ndarray) -> tuple
     return Boxes(**{k: np.concatenate([p.as_dict()[k] for p in parts]) for k in Boxes._DTYPES}), track_map
 
 
-def _lidar_fields(frames: list[FrameData], cameras: list[str], sizes: dict[str, tuple[int, int]], height: int,
-                  width: int, c2w64: np.ndarray, intr: np.ndarray, vehicle_to_world: np.ndarray, boxes: Boxes,
+def _lidar_fields(pixels: list[FramePixels | None], cameras: list[str], sizes: dict[str, tuple[int, int]],
+                  height: int, width: int, vehicle_to_world: np.ndarray, boxes: Boxes,
                   time: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray | None,
                                              str | None]:
-    """depth [T,V,H,W], flow [T,V,H,W,3] | None, ground, dynamic | None (bool [T,V,H,W]), flow source.
-
-    Each frame's points are z-buffered into every camera first; ground classes and velocities are then
-    computed only for the points that won a pixel (per-point rules, so the same values as for all points).
-    """
-    t_count, v_count = len(frames), len(cameras)
+    """depth [T,V,H,W], flow [T,V,H,W,3] | None, ground, dynamic | None (bool [T,V,H,W]), flow source."""
+    t_count, v_count = len(pixels), len(cameras)
     depth = np.zeros((t_count, v_count, height, width), np.float32)
     ground = np.zeros((t_count, v_count, height, width), bool)
-    flow_source = _flow_source(frames, boxes)
+    flow_source = _flow_source(pixels, boxes)
     flow = dynamic = None
     if flow_source is not None:
         flow = np.zeros((t_count, v_count, height, width, 3), np.float32)
         dynamic = np.zeros((t_count, v_count, height, width), bool)
-    for t, f in enumerate(frames):
-        if f.points is None:
+    for t, px in enumerate(pixels):
+        if px is None:
             continue
-        hits = []
-        for v, name in enumerate(cameras):
-            h, w = sizes[name]
-            cam_from_vehicle = geometry.invert_pose(c2w64[t, v]) @ vehicle_to_world[t]
-            d, idx = project_points(f.points, cam_from_vehicle, intr[t, v], h, w, NEAR)
-            depth[t, v, :h, :w] = d
-            hits.append(idx)
-        seen = np.zeros(f.points.shape[0], bool)
-        for idx in hits:
-            seen[idx[idx >= 0]] = True
-        winners = np.flatnonzero(seen)
-        slot = np.empty(f.points.shape[0], np.int64)  # read only at winners
-        slot[winners] = np.arange(winners.size)
-        is_ground = classify_ground(f.points[winners], ground_plane(f.points))
         vel = speed = None
         if flow_source is not None:
-            vel = _winner_velocities(frames, t, winners, flow_source, vehicle_to_world, boxes, time)
+            vel = _winner_velocities(pixels, t, flow_source, vehicle_to_world, boxes, time)
             speed = np.linalg.norm(vel, axis=-1)
         for v, name in enumerate(cameras):
             h, w = sizes[name]
-            idx = hits[v]
-            hit = idx >= 0
-            pos = slot[idx[hit]]
-            ground[t, v, :h, :w][hit] = is_ground[pos]
+            hit, slot = px.hit[v], px.slot[v]
+            depth[t, v, :h, :w] = px.depth[v]
+            ground[t, v, :h, :w][hit] = px.ground[slot]
             if vel is not None:
-                flow[t, v, :h, :w][hit] = vel[pos]
-                dynamic[t, v, :h, :w][hit] = speed[pos] > DYNAMIC_SPEED
+                flow[t, v, :h, :w][hit] = vel[slot]
+                dynamic[t, v, :h, :w][hit] = speed[slot] > DYNAMIC_SPEED
     return depth, flow, ground, dynamic, flow_source
 
 
-def _flow_source(frames: list[FrameData], boxes: Boxes) -> str | None:
-    """"labels" when every frame with points has velocity labels, "boxes" when boxes can be tracked, else None."""
-    if all(f.velocity is not None for f in frames if f.points is not None):
+def _flow_source(pixels: list[FramePixels | None], boxes: Boxes) -> str | None:
+    """"labels" when every frame with lidar has velocity labels, "boxes" when boxes can be tracked, else None."""
+    if all(px.velocity is not None for px in pixels if px is not None):
         return "labels"
-    if any(f.velocity is not None for f in frames):
+    if any(px is not None and px.velocity is not None for px in pixels):
         raise WaymoDataError("only some frames carry flow labels: a partial scene-flow file")
-    if len(frames) < 2 or len(boxes) == 0:
+    if len(pixels) < 2 or len(boxes) == 0:
         return None
     return "boxes"
 
 
-def _winner_velocities(frames: list[FrameData], t: int, winners: np.ndarray, source: str,
-                       vehicle_to_world: np.ndarray, boxes: Boxes, time: np.ndarray) -> np.ndarray:
-    """World-frame velocity [M,3] float32 of points `winners` [M] of frame t, from labels or tracked boxes."""
-    f = frames[t]
+def _winner_velocities(pixels: list[FramePixels | None], t: int, source: str, vehicle_to_world: np.ndarray,
+                       boxes: Boxes, time: np.ndarray) -> np.ndarray:
+    """World-frame velocity [M,3] float32 of frame t's winning points, from labels or tracked boxes."""
+    px = pixels[t]
+    assert px is not None
     if source == "labels":
-        assert f.velocity is not None
-        return geometry.rotate_vectors(vehicle_to_world[t][:3, :3], f.velocity[winners])
-    other = t + 1 if t + 1 < len(frames) else t - 1
-    pts_world = geometry.transform_points(vehicle_to_world[t], f.points[winners].astype(np.float64))
+        assert px.velocity is not None
+        return geometry.rotate_vectors(vehicle_to_world[t][:3, :3], px.velocity)
+    other = t + 1 if t + 1 < len(pixels) else t - 1
+    pts_world = geometry.transform_points(vehicle_to_world[t], px.points.astype(np.float64))
     vel = geometry.box_track_flow(pts_world, boxes.select_frames(np.array([t])),
                                   boxes.select_frames(np.array([other])), float(time[other] - time[t]))
     vel[np.linalg.norm(vel, axis=1) < FLOW_MIN_SPEED] = 0.0

@@ -19,8 +19,7 @@ import numpy as np
 from PIL import Image
 
 from slarm_bench.clip import SLARM_CLASSES, UNLABELLED
-from slarm_bench.data.waymo_lidar import LidarGeometry, decode_matrix_float, label_velocities, \
-    range_image_to_points
+from slarm_bench.data.waymo_lidar import LabelFlow, LidarGeometry, decode_matrix_float, range_image_to_points
 from slarm_bench.errors import SlarmBenchError
 
 CAMERA_NAMES = ("FRONT", "FRONT_LEFT", "FRONT_RIGHT", "SIDE_LEFT", "SIDE_RIGHT")  # CameraName.Name 1..5
@@ -121,7 +120,7 @@ class FrameData:
     pose: np.ndarray                # [4,4] vehicle to global
     cameras: dict[str, CameraData]
     points: np.ndarray | None       # [N,3] float32 (column-major), vehicle frame of `pose`
-    velocity: np.ndarray | None     # [N,3] float32 labelled velocity (vehicle frame), None without labels
+    velocity: LabelFlow | None      # velocity labels of the points (.take(index) -> [M,3] vehicle frame)
     boxes: BoxData
     lidar_counts: dict[str, int] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
@@ -189,8 +188,8 @@ def decode_boxes(frame: Any) -> BoxData:
 
 
 def decode_lidar(frame: Any, returns: tuple[int, ...], cache: dict[Any, LidarGeometry],
-                 min_speed: float) -> tuple[np.ndarray | None, np.ndarray | None, dict[str, int]]:
-    """All lidars' points (vehicle frame of frame.pose) and labelled velocities (None without labels)."""
+                 min_speed: float) -> tuple[np.ndarray | None, LabelFlow | None, dict[str, int]]:
+    """All lidars' points (vehicle frame of frame.pose) and their velocity labels (None without labels)."""
     calibs = {lc.name: lc for lc in frame.context.laser_calibrations}
     frame_pose = _transform(frame.pose.transform)
     pts_all, vel_all, counts = [], [], {}
@@ -223,7 +222,10 @@ def decode_lidar(frame: Any, returns: tuple[int, ...], cache: dict[Any, LidarGeo
             if ri.range_image_flow_compressed:
                 has_flow = True
                 flow = decode_matrix_float(ri.range_image_flow_compressed, f"{where} flow")
-                vel_all.append(label_velocities(flow, flat, min_speed))
+                if flow.ndim != 3 or flow.shape[-1] < 4 or flow.shape[:2] != (h, w):
+                    raise WaymoDataError(f"{where}: flow range image has shape {list(flow.shape)}, expected "
+                                         f"[{h},{w},4+]: a corrupt scene-flow file")
+                vel_all.append((flow, flat))
             else:
                 vel_all.append(None)
     if not pts_all:
@@ -235,7 +237,7 @@ def decode_lidar(frame: Any, returns: tuple[int, ...], cache: dict[Any, LidarGeo
     if any(v is None for v in vel_all):
         raise WaymoDataError("some range images carry flow labels and others do not: a partial scene-flow "
                              "file; use the complete scene-flow release")
-    return points, np.concatenate(vel_all), counts
+    return points, LabelFlow([v[0] for v in vel_all], [v[1] for v in vel_all], min_speed), counts
 
 
 def decode_frame(frame: Any, cameras: list[str], sizes: dict[str, tuple[int, int]],

@@ -304,3 +304,31 @@ def ground_points(points: np.ndarray, threshold: float = 0.2, iterations: int = 
     """Boolean [N]: points on the ground plane (`ground_plane`, then `classify_ground`). Deterministic."""
     coef = ground_plane(points, threshold, iterations, radius, seed_quantile, seed_band)
     return classify_ground(points, coef, threshold)
+
+
+@dataclass
+class LabelFlow:
+    """Velocity labels of a frame's points, read on demand (usually for the few that reach an image).
+
+    One block per range image, in the order its points were concatenated: the flow range image [H,W,C>=4]
+    and the flat pixel [N_k] of each of the block's points. `take` applies `label_velocities`' rules.
+    """
+
+    images: list[np.ndarray]
+    pixels: list[np.ndarray]
+    min_speed: float = 0.5
+
+    def __len__(self) -> int:
+        return int(sum(p.size for p in self.pixels))
+
+    def take(self, index: np.ndarray) -> np.ndarray:
+        """Velocities [M,3] float32 (m/s, vehicle frame) of the points `index` [M] of the frame."""
+        index = np.asarray(index, np.int64)
+        out = np.zeros((index.size, 3), np.float32)
+        start = 0
+        for image, pixels in zip(self.images, self.pixels):
+            sel = np.flatnonzero((index >= start) & (index < start + pixels.size))
+            if sel.size:
+                out[sel] = label_velocities(image, pixels[index[sel] - start], self.min_speed)
+            start += pixels.size
+        return out

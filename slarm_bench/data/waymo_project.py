@@ -14,9 +14,52 @@ lies that close to a pixel border.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from slarm_bench.data.waymo_lidar import LabelFlow, classify_ground, ground_plane
+
 NEAR = 0.01
+
+
+@dataclass
+class FramePixels:
+    """One frame's lidar in its cameras, kept per winning point (the M points nearest at some pixel).
+
+    depth, hit: per camera float32 [h,w] and bool [h,w]; slot: per camera int64 [hits], the winner (row of
+    `points`) at each hit pixel in row-major order; points float32 [M,3] (vehicle frame); ground bool [M];
+    velocity float32 [M,3] labelled velocity in the vehicle frame, None without labels.
+    """
+
+    depth: list[np.ndarray]
+    hit: list[np.ndarray]
+    slot: list[np.ndarray]
+    points: np.ndarray
+    ground: np.ndarray
+    velocity: np.ndarray | None
+
+
+def frame_pixels(points: np.ndarray, labels: LabelFlow | None,
+                 views: list[tuple[np.ndarray, np.ndarray, int, int]], near: float = NEAR) -> FramePixels:
+    """z-buffer points [N,3] into every view (cam_from_vehicle [4,4], K [3,3], h, w); then ground classes
+    (plane fitted on all points) and velocity labels of the winners only: both are per-point rules, so
+    the values equal those computed for every point."""
+    depth, hit, index = [], [], []
+    seen = np.zeros(points.shape[0], bool)
+    for cam_from_vehicle, k, h, w in views:
+        d, idx = project_points(points, cam_from_vehicle, k, h, w, near)
+        depth.append(d)
+        hit.append(idx >= 0)
+        index.append(idx[hit[-1]])
+        seen[index[-1]] = True
+    winners = np.flatnonzero(seen)
+    row = np.empty(points.shape[0], np.int64)  # read only at winners
+    row[winners] = np.arange(winners.size)
+    pts = points[winners]
+    return FramePixels(depth=depth, hit=hit, slot=[row[i] for i in index], points=pts,
+                       ground=classify_ground(pts, ground_plane(points)),
+                       velocity=None if labels is None else labels.take(winners))
 
 
 def project_points(points: np.ndarray, cam_from_vehicle: np.ndarray, k: np.ndarray, height: int,
