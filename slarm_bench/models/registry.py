@@ -24,6 +24,12 @@ BUILTIN_MODELS: dict[str, tuple[str, str]] = {
                "one Gaussian per context pixel from ground truth, moved by its true velocity (ceiling)"),
     "oracle-static": ("slarm_bench.models.oracle:make_static_oracle",
                       "the oracle without motion: shows what motion is worth"),
+    "storm-b8": ("slarm_bench.models.storm:make_storm_b8",
+                 "STORM-B/8 (ViT-B, patch 8, 160x240); needs a checkpoint (official .pth or converted)"),
+    "storm-t": ("slarm_bench.models.storm:make_storm_t",
+                "STORM tiny (384 wide, 8 layers, patch 8) trained by `slarm-bench train storm-t`"),
+    "static-t": ("slarm_bench.models.storm:make_static_t",
+                 "storm-t without motion tokens: a static Gaussian scene, zero flow"),
 }
 
 
