@@ -255,8 +255,8 @@ def run_protocol(model: Model, protocol: Protocol, store: Any, folder: Any, scor
                 t0 = time.perf_counter()
                 window = load(scene, start)
                 timings.load.append(time.perf_counter() - t0)
+                # Scoring updates the metric states as it goes; only resumed rows are re-added.
                 result = run_window(model, protocol, window, scene, start, scorer, clock, timings)
-                scorer.add_rows(result.rows)
                 folder.append_window(result.rows, result.record)
                 scored += 1
                 advance()

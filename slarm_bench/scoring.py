@@ -51,7 +51,8 @@ class Scorer:
         self.protocol = protocol
         self.device = device
         depth_range = (protocol.depth.min_depth, protocol.depth.max_depth)
-        self.image: dict[str, list[Metric]] = {m: [PSNRMetric([m]), SSIMMetric([m])] for m in IMAGE_MASKS}
+        # One object per family for all masks, so SSIM's map is computed once per image.
+        self.image: list[Metric] = [PSNRMetric(IMAGE_MASKS), SSIMMetric(IMAGE_MASKS)]
         self.lpips: Metric | None = None
         self.lpips_reason = ""
         if lpips:
@@ -62,7 +63,7 @@ class Scorer:
                 self.lpips = LPIPSMetric(protocol.lpips_net)
             else:
                 self.lpips_reason = f"LPIPS unavailable: {reason}"
-        self.depth = {m: DepthRMSEMetric(depth_range, [m]) for m in ("full", "dynamic")}
+        self.depth = DepthRMSEMetric(depth_range, ["full", "dynamic"])
         flow_kwargs = dict(valid_range=depth_range, exclude_ground=protocol.flow.exclude_ground,
                            zero_below=protocol.flow.pred_zero_below)
         self.flow = FlowMetric(**flow_kwargs) if protocol.flow.enabled else None
@@ -72,7 +73,7 @@ class Scorer:
 
     # -- bookkeeping --------------------------------------------------------------------------------------
     def metrics(self) -> list[Metric]:
-        out = [m for pair in self.image.values() for m in pair] + list(self.depth.values())
+        out = [*self.image, self.depth]
         out += [m for m in (self.lpips, self.flow, self.flow_accel, self.semantic) if m is not None]
         return out
 
@@ -109,23 +110,19 @@ class Scorer:
         num_cams = window.num_cameras
         rows: list[dict[str, Any]] = [{} for _ in range(num_cams)]
         gt = self._ground_truth(window, pos)
+        # A mask the dataset lacks makes its variant undefined (NaN, left out), never "all pixels".
+        sky = gt["sky"] if gt["sky"] is not None else torch.ones_like(gt["rgb"][..., 0], dtype=torch.bool)
+        dynamic = gt["dynamic"] if gt["dynamic"] is not None else torch.zeros_like(sky)
         if images:
             rgb = pred.rgb.float()
-            for variant, pair in self.image.items():
-                mask_field = {"full": None, "nonsky": "sky", "dynamic": "dynamic"}[variant]
-                if mask_field is not None and gt[mask_field] is None:
-                    continue
-                sample = Sample(rgb=rgb, gt_rgb=gt["rgb"], sky=gt["sky"], dynamic=gt["dynamic"])
-                for metric in pair:
-                    _merge(rows, metric.update(sample))
+            sample = Sample(rgb=rgb, gt_rgb=gt["rgb"], sky=sky, dynamic=dynamic)
+            for metric in self.image:
+                _merge(rows, metric.update(sample))
             if self.lpips is not None:
                 _merge(rows, self.lpips.update(Sample(rgb=rgb, gt_rgb=gt["rgb"])))
             if pred.depth is not None and gt["depth"] is not None:
-                for variant, metric in self.depth.items():
-                    if variant == "dynamic" and gt["dynamic"] is None:
-                        continue
-                    _merge(rows, metric.update(Sample(depth=pred.depth.float(), gt_depth=gt["depth"],
-                                                      dynamic=gt["dynamic"])))
+                _merge(rows, self.depth.update(Sample(depth=pred.depth.float(), gt_depth=gt["depth"],
+                                                      dynamic=dynamic)))
             if self.semantic is not None and pred.semantic is not None and gt["semantic"] is not None:
                 _merge(rows, self.semantic.update(Sample(semantic=pred.semantic, gt_semantic=gt["semantic"])))
         if flow and self.flow is not None and pred.flow is not None and gt["flow"] is not None \
