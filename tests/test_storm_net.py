@@ -411,3 +411,16 @@ def test_channels_last_upsampler_equals_conv_modules():
         got = upsample_channels_last(stages, x)
     assert got.shape == (2, 24, 40, 4)
     assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_bf16_autocast_forward_is_close_to_fp32():
+    cfg = tiny_config()
+    model = StormNet(cfg).eval()
+    inputs = tiny_inputs(cfg)
+    with torch.no_grad():
+        ref = model(*inputs)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model(*inputs)
+    assert low.means.dtype == torch.float32 and low.forward_flow.dtype == torch.float32
+    assert torch.allclose(low.motion_weights, ref.motion_weights, atol=0.05)
+    assert torch.allclose(low.depths, ref.depths, rtol=0.02)

@@ -221,8 +221,21 @@ def upsample_channels_last(stages: nn.Sequential, x: torch.Tensor) -> torch.Tens
         # weight [C,C',2,2] -> columns ordered (c', di, dj); the bias repeats over the 2x2 children.
         y = F.linear(x, conv.weight.flatten(1).t(), conv.bias.repeat_interleave(4))
         y = y.reshape(n, h, w, c, 2, 2).permute(0, 1, 4, 2, 5, 3).reshape(n, 2 * h, 2 * w, c)
-        x = act(F.layer_norm(y, (c,), norm.weight, norm.bias, norm.eps))
+        x = act(_layer_norm_keep_dtype(y, norm))
     return x
+
+
+def _layer_norm_keep_dtype(x: torch.Tensor, norm: nn.Module) -> torch.Tensor:
+    """LayerNorm over the last dim whose output keeps x's dtype under autocast.
+
+    Autocast runs layer_norm in float32 and returns float32, which doubles the traffic of these
+    full-resolution maps; the kernel accumulates in float32 either way. Without autocast nothing changes.
+    """
+    c = x.shape[-1]
+    if not torch.is_autocast_enabled(x.device.type) or x.dtype == torch.float32:
+        return F.layer_norm(x, (c,), norm.weight, norm.bias, norm.eps)
+    with torch.autocast(x.device.type, enabled=False):
+        return F.layer_norm(x, (c,), norm.weight.to(x.dtype), norm.bias.to(x.dtype), norm.eps)
 
 
 class StormNet(nn.Module):
@@ -373,5 +386,6 @@ class StormNet(nn.Module):
         keys = keys.reshape(b, t * v * h * w, -1)
         logits = torch.einsum("bnc,bkc->bnk", keys, queries).float() / cfg.motion_temperature
         weights = logits.softmax(dim=-1)
-        flow = torch.einsum("bnk,bkc->bnc", weights, bases)
+        with torch.autocast(keys.device.type, enabled=False):  # velocities in float32 whatever the autocast
+            flow = torch.einsum("bnk,bkc->bnc", weights, bases)
         return weights.reshape(b, t, v, h, w, -1), bases, flow.reshape(b, t, v, h, w, 3)
