@@ -6,6 +6,8 @@
 Scores random batches (a batch of 36 = one SLARM window: 12 targets x 3 cameras) with the masked variants
 a protocol uses (full, non-sky, dynamic), prints the total rate and the time per metric. --lpips adds
 LPIPS-Alex with a randomly initialised backbone (same cost as the real one; no weights needed).
+On a CPU shared with other work, --threads 1 is much faster than torch's default: the per-image tensors
+are small, and waiting threads cost more than they give.
 """
 
 from __future__ import annotations

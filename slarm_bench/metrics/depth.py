@@ -58,6 +58,7 @@ class DepthRMSEMetric(Metric):
     """Depth RMSE (m), lower is better; keys depth_rmse, depth_rmse_nonsky, depth_rmse_dynamic."""
 
     name, higher_is_better, unit = "depth_rmse", False, "m"
+    chunk_size = 4
 
     def __init__(self, valid_range: tuple[float, float] = STORM_DEPTH_RANGE,
                  masks: Sequence[str] = ("full",)) -> None:

@@ -99,6 +99,7 @@ class FlowMetric(Metric):
     """Scene flow EPE3D (m/s, lower), Acc5 / Acc10 (%, higher), angle error (rad, lower); pixel-weighted."""
 
     name, higher_is_better, unit = "flow", False, "m/s"
+    chunk_size = 2
 
     def __init__(self, valid_range: tuple[float, float] = STORM_DEPTH_RANGE, exclude_ground: bool = True,
                  zero_below: float | None = 1.0, angle_min_gt: float = 0.1) -> None:

@@ -168,6 +168,7 @@ class PSNRMetric(Metric):
     """PSNR (dB) per image, averaged over images; one key per mask: psnr, psnr_nonsky, psnr_dynamic."""
 
     name, higher_is_better, unit = "psnr", True, "dB"
+    chunk_size = 2
 
     def __init__(self, masks: Sequence[str] = ("full",)) -> None:
         self.masks = _check_masks(masks)

@@ -71,6 +71,7 @@ class SemanticMetric(Metric):
     """Per-image mIoU and pixel accuracy (fractions, higher is better), averaged over labelled images."""
 
     name, higher_is_better, unit = "semantic", True, ""
+    chunk_size = 4
 
     def __init__(self, num_classes: int | None = None) -> None:
         self.num_classes = num_classes
