@@ -50,7 +50,8 @@ _KNOWN: tuple[tuple[str, bool, str, int, str], ...] = (
     ("ssim", True, "", 3, "SSIM"),
     ("lpips", False, "", 3, "LPIPS"),
     ("depth_rmse", False, "m", 2, "D-RMSE"),
-    ("flow_epe", False, "m/s", 3, "EPE3D"),
+    ("flow_epe3d", False, "m/s", 3, "EPE3D"),
+    ("flow_epe", False, "m/s", 3, "EPE"),
     ("flow_acc5", True, "%", 2, "Acc5"),
     ("flow_acc10", True, "%", 2, "Acc10"),
     ("flow_angle", False, "rad", 3, "Angle"),
@@ -70,7 +71,7 @@ def _known(key: str) -> tuple[str, bool, str, int, str] | None:
     """(prefix, higher is better, unit, decimals, name) of the first table entry that `key` belongs to."""
     for entry in _KNOWN:
         prefix = entry[0]
-        if key == prefix or key.startswith(prefix + "_") or (prefix == "flow_epe" and key.startswith(prefix)):
+        if key == prefix or key.startswith(prefix + "_"):
             return entry
     return None
 
@@ -82,8 +83,6 @@ def metric_label(key: str) -> str:
         return key
     prefix, name = known[0], known[4]
     rest = key[len(prefix):]
-    if prefix == "flow_epe":
-        rest = ""
     if rest in _SUFFIXES:
         return f"{name} {_SUFFIXES[rest]}"
     return f"{name} {rest.lstrip('_')}".strip()
@@ -113,10 +112,23 @@ def metric_keys(df: pd.DataFrame) -> list[str]:
     return order_keys(keys)
 
 
+_BLOCKS = (("psnr", "ssim", "lpips"), ("depth",), ("flow",), ("miou", "accuracy"))
+
+
+def _order(key: str) -> tuple:
+    """Sort key: metric family block, then variant suffix (e.g. `_accel` after the plain keys), then the
+    canonical order of the base key."""
+    rank = {k: i for i, k in enumerate(CANONICAL_ORDER)}
+    base = max((c for c in CANONICAL_ORDER if key == c or key.startswith(c + "_")), key=len, default=None)
+    suffix = key[len(base):] if base else ""
+    block = next((i for i, names in enumerate(_BLOCKS) if any(key.startswith(n) for n in names)),
+                 len(_BLOCKS))
+    return block, suffix, rank.get(base, len(rank)), key
+
+
 def order_keys(keys: Iterable[str], headline: str | None = None) -> list[str]:
     keys = list(dict.fromkeys(keys))
-    rank = {k: i for i, k in enumerate(CANONICAL_ORDER)}
-    out = sorted(keys, key=lambda k: (rank.get(k, len(rank)), k))
+    out = sorted(keys, key=_order)
     if headline in out:
         out.remove(headline)
         out.insert(0, headline)
@@ -227,7 +239,7 @@ def load_results(results_root: str | os.PathLike | None = None, protocol: str | 
         ranked, status = [], []
         for _, row in df.iterrows():
             same = df[df["protocol"] == row["protocol"]]
-            newest = same.loc[same["protocol_version"].astype(float).idxmax()]
+            newest = same.loc[pd.to_numeric(same["protocol_version"], errors="coerce").fillna(-1).idxmax()]
             r, s = _status(row, (newest["protocol_version"], newest["scene_list_hash"]))
             ranked.append(r)
             status.append(s)
@@ -247,15 +259,34 @@ def load_results(results_root: str | os.PathLike | None = None, protocol: str | 
 
 # ---------------------------------------------------------------------------------------------------------
 # Per-scene breakdown
-def _weight_column(key: str, columns: Iterable[str]) -> str:
-    """Per-image pixel-count field of a pixel-weighted key: `<key>_pixels`, else `<family>_pixels`."""
-    columns = set(columns)
-    for candidate in (f"{key}_pixels", f"{key.split('_')[0]}_pixels"):
-        if candidate in columns:
-            return candidate
-    raise ReportError(f"frames.jsonl has no pixel-count field for the pixel-weighted metric {key!r} "
-                      f"(looked for {key}_pixels and {key.split('_')[0]}_pixels): re-run with this "
-                      "slarm-bench")
+def _weighted_mean(values: pd.Series, weights: pd.Series) -> float:
+    ok = values.notna() & weights.notna() & (weights > 0)
+    total = float(weights[ok].sum())
+    return float((values[ok] * weights[ok]).sum() / total) if total > 0 else math.nan
+
+
+def _weight_column(key: str, agg: dict[str, Any], frames: pd.DataFrame) -> str:
+    """Per-image pixel-count field of a pixel-weighted key.
+
+    The summary's `weight_key` when it names one; otherwise the `*pixels*` field of frames.jsonl whose
+    weighted mean over all finished rows reproduces the summary's mean (checked, never guessed).
+    """
+    named = agg.get("weight_key")
+    if named:
+        if named not in frames:
+            raise ReportError(f"frames.jsonl lacks {named!r}, the pixel counts of {key!r}: re-run the model")
+        return str(named)
+    target = agg.get("mean")
+    values = pd.to_numeric(frames[key], errors="coerce")
+    candidates = sorted((c for c in frames.columns if "pixels" in c),
+                        key=lambda c: (-len(os.path.commonprefix([c, key])), c))
+    for col in candidates if target is not None else []:
+        got = _weighted_mean(values, pd.to_numeric(frames[col], errors="coerce"))
+        if math.isclose(got, float(target), rel_tol=1e-6, abs_tol=1e-9):
+            return col
+    raise ReportError(f"cannot tell which pixel counts weight the metric {key!r} in frames.jsonl (the "
+                      "summary names no weight_key and no *pixels* field reproduces its mean): re-run the "
+                      "model")
 
 
 def _finished_rows(folder: Path) -> list[dict[str, Any]]:
@@ -278,6 +309,8 @@ def per_scene(results_root: str | os.PathLike | None, protocol: str) -> pd.DataF
         if frames.empty:
             continue
         keys = [k for k in order_keys(metrics) if k in frames.columns]
+        weight = {k: _weight_column(k, metrics[k], frames) for k in keys
+                  if metrics[k].get("average") == "pixel" and metrics[k].get("count")}
         for scene, group in frames.groupby("scene", sort=True):
             row: dict[str, Any] = {
                 "protocol": protocol, "preset": summary.get("model", {}).get("preset", path.parents[1].name),
@@ -286,11 +319,10 @@ def per_scene(results_root: str | os.PathLike | None, protocol: str) -> pd.DataF
             }
             for key in keys:
                 values = pd.to_numeric(group[key], errors="coerce")
-                if metrics[key].get("average") == "pixel":
-                    weights = pd.to_numeric(group[_weight_column(key, frames.columns)], errors="coerce")
-                    ok = values.notna() & weights.notna() & (weights > 0)
-                    total = float(weights[ok].sum())
-                    row[key] = float((values[ok] * weights[ok]).sum() / total) if total > 0 else math.nan
+                if key in weight:
+                    row[key] = _weighted_mean(values, pd.to_numeric(group[weight[key]], errors="coerce"))
+                elif metrics[key].get("average") == "pixel":
+                    row[key] = math.nan  # no image has a defined value (count 0)
                 else:
                     row[key] = float(values.mean()) if values.notna().any() else math.nan
             out.append(row)

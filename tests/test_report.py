@@ -19,6 +19,7 @@ METRICS = {  # key -> (higher_is_better, unit, average)
     "psnr_nonsky": (True, "dB", "image"),
     "depth_rmse": (False, "m", "image"),
     "flow_epe3d": (False, "m/s", "pixel"),
+    "flow_epe3d_accel": (False, "m/s", "pixel"),
 }
 
 
@@ -27,7 +28,7 @@ def _rows(scene: str, window: int, values: dict[str, list[float]]) -> list[dict]
     for i in range(len(values["psnr_nonsky"])):
         row = {"scene": scene, "window": window, "frame": window + i, "position": i, "camera": "FRONT",
                "kind": "target", "flow_pixels": values.get("flow_pixels", [1] * 10)[i]}
-        row.update({k: v[i] for k, v in values.items() if k != "flow_pixels"})
+        row.update({k: v[i] for k, v in values.items()})
         out.append(row)
     return out
 
@@ -80,7 +81,8 @@ def results(tmp_path: Path) -> Path:
                                    "flow_epe3d": [0.1, 0.3], "flow_pixels": [1, 3]}),
         ("s2", 0): _rows("s2", 0, {"psnr": [24, 26], "psnr_nonsky": [25, 27], "depth_rmse": [4, 4],
                                    "flow_epe3d": [None, 0.2], "flow_pixels": [0, 2]}),
-    }, {"psnr": (23.0, 2.2), "psnr_nonsky": (24.0, 2.2), "depth_rmse": (4.0, 0.7), "flow_epe3d": (0.23, 0.1)},
+    }, {"psnr": (23.0, 2.2), "psnr_nonsky": (24.0, 2.2), "depth_rmse": (4.0, 0.7),
+        "flow_epe3d": (1.4 / 6, 0.1)},
         timing_ms=(50.0, 5.0), curve=[{"length": 4, "step_ms": 10.0, "peak_memory_bytes": 2**30},
                                       {"length": 8, "step_ms": 12.0, "peak_memory_bytes": 2**30}])
     # "fast": complete, best depth.
@@ -140,6 +142,27 @@ def test_per_scene_uses_finished_windows_and_pixel_weights(results: Path) -> Non
     assert list(partial["scene"]) == ["s1"]
     assert partial["psnr"].iloc[0] == 30.0  # the unfinished window's 99 is ignored
     assert partial["windows"].iloc[0] == 1
+
+
+def test_per_scene_weights_of_variant_keys(tmp_path: Path) -> None:
+    # An `_accel` variant is weighted by its own counts (flow_pixels_accel), not by flow_pixels: the
+    # field is found as the one that reproduces the summary's mean.
+    values = {"psnr": [20, 20], "psnr_nonsky": [20, 20], "flow_epe3d": [1.0, 3.0], "flow_pixels": [1, 1],
+              "flow_epe3d_accel": [1.0, 3.0], "flow_pixels_accel": [3, 1]}
+    make_result(tmp_path, "m", {("s1", 0): _rows("s1", 0, values)},
+                {"psnr": (20.0, 0.0), "psnr_nonsky": (20.0, 0.0), "flow_epe3d": (2.0, 1.0),
+                 "flow_epe3d_accel": (1.5, 1.0)})
+    row = report.per_scene(tmp_path, PROTO).iloc[0]
+    assert row["flow_epe3d"] == pytest.approx(2.0) and row["flow_epe3d_accel"] == pytest.approx(1.5)
+    summary_path = tmp_path / PROTO / "m" / "none" / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    summary["metrics"]["flow_epe3d_accel"]["mean"] = 9.0  # matches no field: refuse rather than guess
+    summary_path.write_text(json.dumps(summary))
+    with pytest.raises(report.ReportError, match="flow_epe3d_accel"):
+        report.per_scene(tmp_path, PROTO)
+    summary["metrics"]["flow_epe3d_accel"]["weight_key"] = "flow_pixels_accel"  # named: used as given
+    summary_path.write_text(json.dumps(summary))
+    assert report.per_scene(tmp_path, PROTO).iloc[0]["flow_epe3d_accel"] == pytest.approx(1.5)
 
 
 def test_layout_best_honours_direction_and_skips_incomplete(results: Path, baselines: Path) -> None:
@@ -247,6 +270,19 @@ def test_compare_flags_regression_in_bad_direction(results: Path, tmp_path: Path
     assert st[("fast", "depth_rmse")] == "REGRESSION" and st[("good", "psnr_nonsky")] == "improved"
     text = report.format_diff(diff)
     assert text.splitlines()[2].split()[0] == "fast" and "REGRESSION" in text and "1 failing" in text
+
+
+def test_compare_ignores_paper_rows_of_the_reference(results: Path, baselines: Path, tmp_path: Path) -> None:
+    report.report(results, out_root=tmp_path / "ref", baselines_dir=baselines)
+    ref = tmp_path / "ref" / PROTO
+    (ref / "tolerances.yaml").write_text(yaml.safe_dump({"default": 0.0}))
+    diff, ok = report.compare(report.load_results(results), ref)
+    assert ok and set(diff["status"]) == {"ok"} and "PaperBot*" not in set(diff["preset"])
+    # the incomplete reference row stays comparable; a complete one turning incomplete fails
+    cur = report.load_results(results)
+    cur.loc[cur["preset"] == "good", "complete"] = False
+    diff, ok = report.compare(cur, ref)
+    assert not ok and ("good", "-", "incomplete") in set(zip(diff["preset"], diff["metric"], diff["status"]))
 
 
 def test_compare_missing_model_and_metric_fail(results: Path, tmp_path: Path) -> None:
