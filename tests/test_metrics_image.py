@@ -157,3 +157,12 @@ def test_cuda_matches_cpu() -> None:
     cpu = (float(psnr(_t(pred), _t(gt))), float(ssim(_t(pred), _t(gt))))
     gpu = (float(psnr(_t(pred).cuda(), _t(gt).cuda())), float(ssim(_t(pred).cuda(), _t(gt).cuda())))
     assert gpu == pytest.approx(cpu, abs=1e-9)
+
+
+def test_functional_api_takes_numpy_single_images() -> None:
+    pred, gt = _pairs()[0]
+    mask = np.zeros(pred.shape[:2], bool)
+    mask[5:30, 5:40] = True
+    assert float(psnr(pred, gt, mask)) == pytest.approx(float(psnr(_t(pred), _t(gt), _t(mask))))
+    ref = structural_similarity(pred, gt, data_range=1, channel_axis=-1)
+    assert float(ssim(pred, gt)) == pytest.approx(ref, abs=1e-9)

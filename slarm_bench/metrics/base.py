@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from slarm_bench.errors import SlarmBenchError
+from slarm_bench.errors import SlarmBenchError, check_name
 
 STATE_COLUMNS = ("wsum", "wcount", "n", "vsum", "vsq")
 
@@ -59,6 +59,12 @@ def as_tensor(x: Any) -> torch.Tensor | None:
     if x is None or isinstance(x, torch.Tensor):
         return x
     return torch.from_numpy(np.ascontiguousarray(x))
+
+
+def batched(x: Any, base_ndim: int) -> torch.Tensor:
+    """Tensor with a leading batch dim: numpy -> tensor, one image [H,W(,3)] -> [1,H,W(,3)]."""
+    t = as_tensor(x)
+    return t.unsqueeze(0) if t.ndim == base_ndim else t
 
 
 # Field -> number of dimensions of one unbatched image.
@@ -165,8 +171,6 @@ MASKS: dict[str, tuple[str, str | None, Callable[[Sample], torch.Tensor | None]]
 
 def sample_mask(sample: Sample, variant: str, metric: str) -> torch.Tensor | None:
     """[B,H,W] bool mask of a variant ('full' -> None), raising if the sample lacks the field it needs."""
-    from slarm_bench.errors import check_name
-
     check_name("mask variant", variant, MASKS)
     _, field, fn = MASKS[variant]
     if field is not None:

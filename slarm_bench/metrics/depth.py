@@ -20,6 +20,7 @@ from slarm_bench.metrics.base import (
     MetricInputError,
     Sample,
     ValueSpec,
+    batched,
     masked_mean,
     sample_mask,
 )
@@ -37,6 +38,8 @@ def valid_depth(gt_depth: torch.Tensor, valid_range: tuple[float, float] = STORM
 def depth_rmse(pred: torch.Tensor, gt: torch.Tensor, valid_range: tuple[float, float] = STORM_DEPTH_RANGE,
                mask: torch.Tensor | None = None) -> torch.Tensor:
     """Per-image depth RMSE [B] (m) of pred, gt [B,H,W] over valid (& mask) pixels; NaN where none."""
+    pred, gt = batched(pred, 2), batched(gt, 2)
+    mask = None if mask is None else batched(mask, 2)
     return _rmse(_squared_error(pred, gt), valid_depth(gt, valid_range), mask)
 
 

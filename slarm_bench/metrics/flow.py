@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from slarm_bench.metrics.base import Metric, MetricInputError, Sample, ValueSpec, nan_where
+from slarm_bench.metrics.base import Metric, MetricInputError, Sample, ValueSpec, batched, nan_where
 from slarm_bench.metrics.depth import STORM_DEPTH_RANGE, valid_depth
 
 FLOW_KEYS = ("flow_epe3d", "flow_acc5", "flow_acc10", "flow_angle")
@@ -57,6 +57,7 @@ def flow_errors(pred: torch.Tensor, gt: torch.Tensor, keep: torch.Tensor, zero_b
 
     Returns {key: (value [B] float64, pixel count [B])}; values NaN where an image has no pixel.
     """
+    pred, gt, keep = batched(pred, 3), batched(gt, 3), batched(keep, 2)
     if pred.shape != gt.shape or pred.shape[-1] != 3:
         raise MetricInputError(
             f"flow {tuple(pred.shape)} and gt_flow {tuple(gt.shape)} must both be [B,H,W,3]: render flow at "

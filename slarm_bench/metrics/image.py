@@ -33,6 +33,7 @@ from slarm_bench.metrics.base import (
     MetricUnavailableError,
     Sample,
     ValueSpec,
+    batched,
     masked_mean,
     nan_where,
     sample_mask,
@@ -61,6 +62,7 @@ def _rgb_pair(pred: torch.Tensor, gt: torch.Tensor, dtype: torch.dtype) -> tuple
 # Functional
 def squared_error(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     """(clamp(pred, 0, 1) - gt)^2 [B,H,W,3] in float64."""
+    pred, gt = batched(pred, 3), batched(gt, 3)
     _check_rgb(pred, gt)
     d = pred.to(torch.float64, copy=True).clamp_(0.0, 1.0)  # in place on a copy: fewer passes on a CPU
     g = gt.to(torch.float64)
@@ -82,9 +84,10 @@ def mse_from_squared_error(se: torch.Tensor, mask: torch.Tensor | None = None) -
 def psnr(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Per-image PSNR (dB) [B] of pred, gt [B,H,W,3] in [0,1]; mask [B,H,W] bool (None = whole image).
 
-    NaN for an image with an empty mask; +inf for an exact prediction.
+    NaN for an image with an empty mask; +inf for an exact prediction. numpy arrays and single images
+    ([H,W,3], [H,W]) are accepted too (as for ssim).
     """
-    mask = None if mask is None else mask.bool()
+    mask = None if mask is None else batched(mask, 2).bool()
     return -10.0 * torch.log10(mse_from_squared_error(squared_error(pred, gt), mask))
 
 
@@ -112,6 +115,7 @@ def ssim_map(pred: torch.Tensor, gt: torch.Tensor, data_range: float = 1.0) -> t
 
     Equal to skimage's `full=True` map, averaged over channels, sliced to [3:-3, 3:-3].
     """
+    pred, gt = batched(pred, 3), batched(gt, 3)
     _check_rgb(pred, gt)
     if min(pred.shape[1:3]) < SSIM_WIN:
         raise MetricInputError(
@@ -153,7 +157,7 @@ def interior(mask: torch.Tensor) -> torch.Tensor:
 def ssim(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Per-image SSIM [B]; with mask [B,H,W], the mean of the SSIM map over mask & interior (NaN if empty)."""
     smap = ssim_map(pred, gt)
-    return masked_mean(smap, None if mask is None else interior(mask.bool()))[0]
+    return masked_mean(smap, None if mask is None else interior(batched(mask, 2).bool()))[0]
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from slarm_bench.metrics.base import Metric, MetricInputError, Sample, ValueSpec, nan_where
+from slarm_bench.metrics.base import Metric, MetricInputError, Sample, ValueSpec, batched, nan_where
 
 IGNORE_INDEX = 255
 
@@ -40,6 +40,7 @@ def predict_semantic(features: torch.Tensor, text_embeddings: torch.Tensor, othe
 def semantic_scores(pred: torch.Tensor, gt: torch.Tensor, num_classes: int | None = None
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-image (mIoU [B], accuracy [B], labelled pixels [B]) of labels pred, gt [B,H,W]; NaN if none."""
+    pred, gt = batched(pred, 2), batched(gt, 2)
     if pred.shape != gt.shape:
         raise MetricInputError(
             f"semantic {tuple(pred.shape)} and gt_semantic {tuple(gt.shape)} must both be [B,H,W]."
