@@ -3,6 +3,13 @@
 Each metric is a small stateful object (see base.py): `update(Sample)` scores a batch and returns the
 per-image values, `state()` / `merge()` / `all_reduce()` combine sums and counts across objects and ranks,
 `compute()` / `summary()` give the averages. `build_metrics(knobs)` builds the set a protocol asks for.
+
+    suite = build_metrics(protocol_metric_knobs)        # MetricSuite; suite.unavailable: {key: reason}
+    rows = suite.update(Sample(rgb=render_rgb, gt_rgb=clip_images, depth=..., gt_depth=..., sky=...,
+                               dynamic=..., ground=..., flow=..., gt_flow=...))   # one dict per image
+    suite.all_reduce()                                   # every rank, when running under torchrun
+    summary = suite.summary()                            # {key: {mean, std, count, higher_is_better, ...}}
+On a resumed run, `suite.add_rows(rows_already_written)` rebuilds the state from per-image rows.
 """
 
 from __future__ import annotations
