@@ -103,3 +103,49 @@ def test_ground_fit_is_deterministic_and_finds_tilted_plane():
     assert g[4000:].mean() < 0.1
     np.testing.assert_array_equal(g, ground_points(pts))
     assert not ground_points(pts[:2]).any()
+
+
+def _explicit_pose_points(rng, geom, pp, frame_pose):
+    """The rolling-shutter rule written out in float64: vehicle(t_pixel) -> world -> vehicle(frame)."""
+    _, flat = range_image_to_points(rng, geom)
+    p = geom.directions_vehicle.reshape(-1, 3)[flat] * rng.reshape(-1)[flat, None] + geom.extrinsic[:3, 3]
+    q = pp.reshape(-1, 6)[flat].astype(np.float64)
+    world = np.einsum("nij,nj->ni", euler_to_matrix(q[:, 0], q[:, 1], q[:, 2]), p) + q[:, 3:]
+    return geometry.transform_points(geometry.invert_pose(frame_pose), world)
+
+
+def test_pixel_pose_per_column_and_per_pixel_paths_agree_with_float64():
+    ext = geometry.make_pose(geometry.rotation_z(0.4), [1.4, 0.0, 2.2])
+    geom = LidarGeometry.from_calibration(ext, 6, 40, [], -0.3, 0.05)
+    r = np.random.default_rng(5).uniform(2, 90, (6, 40)).astype(np.float32)
+    r[2, 5] = -1.0
+    frame_pose = geometry.make_pose(geometry.rotation_z(1.1), [4000.0, -2500.0, 30.0])  # km-scale global
+    cols = np.zeros((6, 40, 6), np.float32)
+    cols[..., 0] = np.linspace(-0.01, 0.01, 40)[None]
+    cols[..., 2] = 1.1 + np.linspace(0, 0.05, 40)[None]
+    cols[..., 3:] = np.array([4000.0, -2500.0, 30.0]) + np.linspace(0, 1.0, 40)[None, :, None]
+    per_col, _ = range_image_to_points(r, geom, cols, frame_pose)          # constant down columns
+    np.testing.assert_allclose(per_col, _explicit_pose_points(r, geom, cols, frame_pose), atol=2e-4)
+    varied = cols.copy()
+    varied[3, :, 5] += 0.25                                                  # one row measured elsewhere
+    per_pixel, flat = range_image_to_points(r, geom, varied, frame_pose)
+    np.testing.assert_allclose(per_pixel, _explicit_pose_points(r, geom, varied, frame_pose), atol=2e-4)
+    moved = np.flatnonzero(flat // 40 == 3)
+    assert np.abs(per_pixel[moved] - per_col[moved]).max() > 0.2
+
+
+def test_ground_fit_on_a_sample_matches_the_full_fit():
+    rng = np.random.default_rng(6)
+    n = 120_000
+    xy = rng.uniform(-35, 35, size=(n, 2))
+    pts = np.column_stack([xy, -0.01 * xy[:, 1] - 2.0 + rng.normal(0, 0.04, n)])
+    pts[::3, 2] += rng.uniform(0.5, 3.0, pts[::3].shape[0])                 # a third above the ground
+    pts = pts.astype(np.float32)
+    from slarm_bench.data.waymo_lidar import classify_ground, ground_plane
+
+    sample = ground_plane(pts, max_points=10_000)
+    full = ground_plane(pts, max_points=n)
+    np.testing.assert_allclose(sample, full, atol=5e-3)
+    np.testing.assert_allclose(sample, [0.0, -0.01, -2.0], atol=5e-3)
+    agree = classify_ground(pts, sample) == classify_ground(pts, full)
+    assert agree.mean() > 0.995

@@ -266,13 +266,14 @@ def _lidar_fields(pixels: list[FramePixels | None], cameras: list[str], sizes: d
             vel = _winner_velocities(pixels, t, flow_source, vehicle_to_world, boxes, time)
             speed = np.linalg.norm(vel, axis=-1)
         for v, name in enumerate(cameras):
-            h, w = sizes[name]
-            hit, slot = px.hit[v], px.slot[v]
-            depth[t, v, :h, :w] = px.depth[v]
-            ground[t, v, :h, :w][hit] = px.ground[slot]
+            # a camera's valid rows are a prefix of full-width rows: its pixel ids index the padded plane
+            assert sizes[name][1] == width
+            pix, slot = px.pixel[v], px.slot[v]
+            depth[t, v].reshape(-1)[pix] = px.depth[v]
+            ground[t, v].reshape(-1)[pix] = px.ground[slot]
             if vel is not None:
-                flow[t, v, :h, :w][hit] = vel[slot]
-                dynamic[t, v, :h, :w][hit] = speed[slot] > DYNAMIC_SPEED
+                flow[t, v].reshape(-1, 3)[pix] = vel[slot]
+                dynamic[t, v].reshape(-1)[pix] = speed[slot] > DYNAMIC_SPEED
     return depth, flow, ground, dynamic, flow_source
 
 

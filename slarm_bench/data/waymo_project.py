@@ -27,13 +27,14 @@ NEAR = 0.01
 class FramePixels:
     """One frame's lidar in its cameras, kept per winning point (the M points nearest at some pixel).
 
-    depth, hit: per camera float32 [h,w] and bool [h,w]; slot: per camera int64 [hits], the winner (row of
-    `points`) at each hit pixel in row-major order; points float32 [M,3] (vehicle frame); ground bool [M];
-    velocity float32 [M,3] labelled velocity in the vehicle frame, None without labels.
+    Per camera: pixel int64 [hits] the row-major index of each pixel hit (in that camera's h x w image),
+    depth float32 [hits] its z-depth, slot int64 [hits] its winner (a row of `points`). Per winner:
+    points float32 [M,3] (vehicle frame), ground bool [M], velocity float32 [M,3] labelled velocity in the
+    vehicle frame (None without labels).
     """
 
+    pixel: list[np.ndarray]
     depth: list[np.ndarray]
-    hit: list[np.ndarray]
     slot: list[np.ndarray]
     points: np.ndarray
     ground: np.ndarray
@@ -45,19 +46,20 @@ def frame_pixels(points: np.ndarray, labels: LabelFlow | None,
     """z-buffer points [N,3] into every view (cam_from_vehicle [4,4], K [3,3], h, w); then ground classes
     (plane fitted on all points) and velocity labels of the winners only: both are per-point rules, so
     the values equal those computed for every point."""
-    depth, hit, index = [], [], []
+    pixel, depth, index = [], [], []
     seen = np.zeros(points.shape[0], bool)
     for cam_from_vehicle, k, h, w in views:
         d, idx = project_points(points, cam_from_vehicle, k, h, w, near)
-        depth.append(d)
-        hit.append(idx >= 0)
-        index.append(idx[hit[-1]])
+        pix = np.flatnonzero(idx.reshape(-1) >= 0)
+        pixel.append(pix)
+        depth.append(d.reshape(-1)[pix])
+        index.append(idx.reshape(-1)[pix])
         seen[index[-1]] = True
     winners = np.flatnonzero(seen)
     row = np.empty(points.shape[0], np.int64)  # read only at winners
     row[winners] = np.arange(winners.size)
     pts = points[winners]
-    return FramePixels(depth=depth, hit=hit, slot=[row[i] for i in index], points=pts,
+    return FramePixels(pixel=pixel, depth=depth, slot=[row[i] for i in index], points=pts,
                        ground=classify_ground(pts, ground_plane(points)),
                        velocity=None if labels is None else labels.take(winners))
 
@@ -72,8 +74,9 @@ def project_points(points: np.ndarray, cam_from_vehicle: np.ndarray, k: np.ndarr
     xyz = np.ascontiguousarray(np.asarray(points, np.float32).T)  # [3,N]; free for column-major input
     proj = np.asarray(k, np.float64) @ np.asarray(cam_from_vehicle, np.float64)[:3]  # rows: u z, v z, z
     p = proj.astype(np.float32)
-    z = _row(p[2], xyz)
-    uz = _row(p[0], xyz)
+    zu = p[[2, 0], :3] @ xyz  # one BLAS pass over the points for z and u z
+    zu += p[[2, 0], 3:]
+    z, uz = zu
     # cull on u z (no division yet) with half a pixel of slack, then on v z for the few survivors; the
     # exact test after the division follows
     slack = z * np.float32(0.5)
