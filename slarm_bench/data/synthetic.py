@@ -17,6 +17,7 @@ import re
 import numpy as np
 
 from slarm_bench import clip, geometry
+from slarm_bench.data import synthetic_kernels as kernels
 from slarm_bench.data import synthetic_raycast as rc
 from slarm_bench.data import synthetic_shade as shade
 from slarm_bench.data.synthetic_scene import (
@@ -217,8 +218,8 @@ def generate_sequence(
             _render_camera(
                 world, prims, corners, kin, moving, c2w[f, v], k, cam_dirs[v], cam_dir_norm[v], v, out, f
             )
-            uv, z = geometry.project_points(points, c2w[f, v], k)
-            out["depth"][f, v] = geometry.z_buffer(uv, z, height, width)[0]
+            world_to_cam = geometry.invert_pose(c2w[f, v])
+            kernels.lidar_z_buffer(points, world_to_cam, k, out["depth"][f, v], 1e-3)
             out["dynamic_box"][f, v] = geometry.box_rectangle_mask(box_corners, c2w[f, v], k, height, width)
     meta = {
         "dataset": "synthetic",
@@ -275,27 +276,14 @@ def _render_camera(
     t_hit, idx = rc.cast(origin, dirs, prims, rects, t_max=rc.ground_hits(origin, dirs))
     t_hit, idx = t_hit.reshape(-1), idx.reshape(-1)
     sky = ~np.isfinite(t_hit)
-    prim = np.maximum(idx, 0)
     # Sort pixels by surface type (sky, ground, then material x kind) once, so that every texture works on
-    # a contiguous slice instead of gathering through boolean masks.
-    key = np.where(
-        sky, 0, np.where(idx < 0, 1, 2 + 3 * prims.material[prim].astype(np.int64) + prims.kind[prim])
-    ).astype(np.uint8)
-    order = np.argsort(key, kind="stable")  # a radix sort for uint8 keys
-    inverse = np.empty_like(order)
-    inverse[order] = np.arange(order.size)
-    bounds = np.concatenate([[0], np.cumsum(np.bincount(key, minlength=2))])
-    t_s = np.take(np.where(sky, 0.0, t_hit), order)
-    d_s = np.take(dirs.reshape(-1, 3), order, axis=0)
-    dn_s = np.take(dir_norm.reshape(-1), order)
-    id_s = np.take(idx, order)
-    pts = origin + t_s[:, None] * d_s
-    # Textures only feed 8-bit colours: float32 halves their cost (float64 stays for depth and flow).
-    pts32 = pts.astype(np.float32)
-    d32 = d_s.astype(np.float32)
-    dn32 = dn_s.astype(np.float32)
-    # Pixel footprint on the surface (m): distance x angular pixel size, divided by cos(incidence) below.
-    dist = (t_s * dn_s / k[0, 0]).astype(np.float32)
+    # a contiguous slice instead of gathering through boolean masks. Textures only feed 8-bit colours:
+    # float32 halves their cost (float64 stays for depth and flow). `dist` is the pixel footprint on the
+    # surface (m): distance x angular pixel size, divided by cos(incidence) below.
+    order, counts, t_s, id_s, pts, pts32, d32, dn32, dist = kernels.sort_pixels(
+        t_hit, idx, dirs.reshape(-1, 3), dir_norm.reshape(-1), origin, prims.material, prims.kind, k[0, 0]
+    )
+    bounds = np.concatenate([[0], np.cumsum(counts)])
     n = t_s.size
     rgb = np.zeros((n, 3), np.float32)
     semantic = np.full(n, SKY, np.uint8)
@@ -323,9 +311,6 @@ def _render_camera(
             )
             rgb[a:b] = albedo * shade.lambert(normal, world.sun)[:, None]
             semantic[a:b] = prims.label[ids]
-    instance = np.zeros(n, np.int32)
-    flow = np.zeros((n, 3))
-    dynamic = np.zeros(n, bool)
     a = bounds[2]
     owner = prims.owner[id_s[a:]]
     agent_px = np.nonzero(owner >= 0)[0] + a
@@ -336,19 +321,15 @@ def _render_camera(
         vel = kin["velocity"][own]
         vel[:, 0] -= w * rel[:, 1]  # v + w x r with w = (0, 0, yaw rate)
         vel[:, 1] += w * rel[:, 0]
-        flow[agent_px] = vel
-        instance[agent_px] = own + 1
-        dynamic[agent_px] = moving[own]
     lit = np.clip(rgb * world.camera_gain[v], 0.0, 1.0)
     img = np.round(lit * 255.0).astype(np.uint8)
-    for name, arr in (
-        ("images", img),
-        ("semantic", semantic),
-        ("instance", instance),
-        ("flow", flow),
-        ("dynamic", dynamic),
-    ):
-        out[name][f, v] = np.take(arr, inverse, axis=0).reshape(out[name][f, v].shape)
+    kernels.scatter_rows(order, img, out["images"][f, v].reshape(-1, 3))
+    kernels.scatter_rows(order, semantic[:, None], out["semantic"][f, v].reshape(-1, 1))
+    if agent_px.size:  # the other pixels keep the zeros the outputs start with
+        px = order[agent_px]
+        out["flow"][f, v].reshape(-1, 3)[px] = vel
+        out["instance"][f, v].reshape(-1)[px] = own + 1
+        out["dynamic"][f, v].reshape(-1)[px] = moving[own]
     out["sky"][f, v] = sky.reshape(height, width)
     out["ground"][f, v] = (~sky & (idx < 0)).reshape(height, width)
     out["depth_dense"][f, v] = np.where(sky, 0.0, t_hit).reshape(height, width)

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from slarm_bench import geometry
+from slarm_bench.data.synthetic_kernels import BOX, CYLINDER, EPS, cast_kernel
+from slarm_bench.data.synthetic_kernels import SPHERE as SPHERE  # re-exported: the kind codes live here too
 
-BOX, CYLINDER, SPHERE = 0, 1, 2
-EPS = 1e-6
 _EDGES = np.array(
     [(a, b) for a in range(8) for b in range(a + 1, 8) if bin(a ^ b).count("1") == 1]
 )  # the 12 edges of geometry.box_corners' ordering
@@ -178,6 +178,41 @@ def cast(
     nearer hit (e.g. the ground). Returns t [R,C] (inf where nothing is hit nearer than t_max) and the index
     of the primitive hit [R,C] int32 (-1 = none).
     """
+    rows, cols = dirs.shape[:2]
+    best = np.full((rows, cols), np.inf) if t_max is None else np.array(t_max, np.float64)
+    index = np.full((rows, cols), -1, np.int32)
+    if len(prims) == 0:
+        return best, index
+    origin = np.asarray(origin, np.float64)
+    rel = origin - prims.centre
+    # Per-primitive scalars, as the reference (`_hit_*`) computes them one primitive at a time (numpy's
+    # array cos, sin and row sums give the same bits as its scalar ones).
+    cos_yaw, sin_yaw = np.cos(prims.yaw), np.sin(prims.yaw)
+    rel_sq = (rel * rel).sum(axis=1)
+    cast_kernel(
+        np.ascontiguousarray(dirs, np.float64),
+        np.ascontiguousarray(prims.kind, np.int8),
+        rel,
+        cos_yaw,
+        sin_yaw,
+        np.ascontiguousarray(prims.half, np.float64),
+        rel_sq,
+        np.ascontiguousarray(rects, np.int64),
+        best,
+        index,
+    )
+    return best, index
+
+
+def cast_reference(
+    origin: np.ndarray,
+    dirs: np.ndarray,
+    prims: Primitives,
+    rects: np.ndarray,
+    t_max: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`cast` with numpy array operations per primitive: the readable reference the kernel is tested
+    against (same arguments and results)."""
     rows, cols = dirs.shape[:2]
     best = np.full((rows, cols), np.inf) if t_max is None else t_max.copy()
     index = np.full((rows, cols), -1, np.int32)
