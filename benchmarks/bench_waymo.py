@@ -3,13 +3,16 @@
 The Frame: TOP lidar 64x2650 (non-uniform beams, per-pixel poses) + 4 short-range lidars 200x600, both
 returns with scene-flow images; 3 front cameras as 1920x1280 JPEGs with textured content. It is prepared
 at the default 320x480 (3 cameras: images, depth, flow, ground, dynamic masks). Single-threaded.
-Run: .venv/bin/python benchmarks/bench_waymo.py [--frames N]
+With --workers N it also times `api.prepare` (build + store write) of N such segments with 1 and N worker
+processes: wall time, and CPU time of this process and its workers.
+Run: OMP_NUM_THREADS=1 taskset -c 0 .venv/bin/python benchmarks/bench_waymo.py [--frames N] [--workers N]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +22,7 @@ import numpy as np
 from slarm_bench import geometry
 from slarm_bench.data.tfrecord import write_records
 from slarm_bench.data.waymo import build_sequence
+from slarm_bench.data.waymo_frame import decode_lidar, parse_frame
 from slarm_bench.data.waymo_lidar import LidarGeometry
 from slarm_bench.data.waymo_synth import make_frame
 
@@ -70,9 +74,33 @@ def make_bench_frame(i: int, rng: np.random.Generator) -> bytes:
     return make_frame(timestamp_micros=1_000_000 + 100_000 * i, pose=pose, cameras=cams, lasers=lasers)
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (the prepare workers)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _bench_prepare(records: list[bytes], segments: int, tmp: Path) -> None:
+    from slarm_bench import api
+
+    raw = tmp / "raw"
+    (raw / "validation").mkdir(parents=True)
+    for k in range(segments):
+        write_records(raw / "validation" / f"segment-{k:04d}_with_camera_labels.tfrecord", records)
+    frames = segments * len(records)
+    for workers in sorted({1, segments}):
+        root = tmp / f"store-{workers}"
+        c0, w0 = _cpu_seconds(), time.perf_counter()
+        api.prepare("waymo", split="validation", raw=raw, root=root, workers=workers, progress=False)
+        wall, cpu = time.perf_counter() - w0, _cpu_seconds() - c0
+        print(f"prepare {segments} segments x {len(records)} frames, workers={workers}: wall {wall:.2f} s "
+              f"({frames / wall:.2f} frames/s), CPU {cpu / frames * 1e3:.1f} ms/frame")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=8)
+    ap.add_argument("--workers", type=int, default=0, help="also time api.prepare of this many segments")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -88,6 +116,8 @@ def main() -> None:
         wall = time.perf_counter() - w0
         print(f"raw frame: {mb:.2f} MB; {args.frames} frames prepared at {seq.image_size[0]}x{seq.image_size[1]}, "
               f"{seq.num_cameras} cameras, fields {seq.present_fields()}")
+        counts = decode_lidar(parse_frame(records[0]), (1, 2), {}, 0.5)[2]
+        print(f"lidar points per frame: {sum(counts.values())} (both returns, 5 lidars)")
         print(f"CPU time {cpu / args.frames * 1e3:.1f} ms/frame -> {args.frames / cpu:.2f} frames/s per core "
               f"(wall {args.frames / wall:.2f} frames/s; target >= 10)")
         print(f"depth coverage {(seq.depth > 0).mean() * 100:.1f} % of pixels")
@@ -100,6 +130,8 @@ def main() -> None:
         Store(root).write(seq, "validation")
         size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
         print(f"prepared store: {size / args.frames / 1e6:.3f} MB per frame (target < 1.5 MB)")
+        if args.workers > 0:
+            _bench_prepare(records, args.workers, Path(tmp))
 
 
 if __name__ == "__main__":
