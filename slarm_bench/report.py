@@ -289,10 +289,28 @@ def _weight_column(key: str, agg: dict[str, Any], frames: pd.DataFrame) -> str:
                       "model")
 
 
-def _finished_rows(folder: Path) -> list[dict[str, Any]]:
+def _read_frames(path: Path) -> pd.DataFrame:
+    """frames.jsonl as a DataFrame: pyarrow's reader (about 10x faster than json.loads per line), else
+    the line-by-line reader of results.py, which skips a torn final line and names a corrupt one."""
+    if not path.exists():
+        return pd.DataFrame()
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    try:
+        return pj.read_json(path).to_pandas()
+    except pa.ArrowInvalid:
+        return pd.DataFrame(_read_jsonl(path))
+
+
+def _finished_rows(folder: Path) -> pd.DataFrame:
     """Rows of windows listed in windows.jsonl (the rule of results.ResultFolder.rows, without binding)."""
-    done = {(r["scene"], int(r["window"])) for r in _read_jsonl(folder / WINDOWS_FILE)}
-    return [r for r in _read_jsonl(folder / FRAMES_FILE) if (r["scene"], int(r["window"])) in done]
+    done = {(str(r["scene"]), int(r["window"])) for r in _read_jsonl(folder / WINDOWS_FILE)}
+    frames = _read_frames(folder / FRAMES_FILE)
+    if frames.empty:
+        return frames
+    keep = [(str(s), int(w)) in done for s, w in zip(frames["scene"], frames["window"])]
+    return frames[keep].reset_index(drop=True)
 
 
 def per_scene(results_root: str | os.PathLike | None, protocol: str) -> pd.DataFrame:
@@ -305,28 +323,36 @@ def per_scene(results_root: str | os.PathLike | None, protocol: str) -> pd.DataF
     for path in find_summaries(results_root, protocol):
         summary = _read_summary(path)
         metrics = summary.get("metrics") or {}
-        frames = pd.DataFrame(_finished_rows(path.parent))
+        frames = _finished_rows(path.parent)
         if frames.empty:
             continue
         keys = [k for k in order_keys(metrics) if k in frames.columns]
         weight = {k: _weight_column(k, metrics[k], frames) for k in keys
                   if metrics[k].get("average") == "pixel" and metrics[k].get("count")}
-        for scene, group in frames.groupby("scene", sort=True):
-            row: dict[str, Any] = {
-                "protocol": protocol, "preset": summary.get("model", {}).get("preset", path.parents[1].name),
-                "checkpoint": path.parent.name, "scene": scene, "windows": int(group["window"].nunique()),
-                "images": int((group["kind"] == "target").sum()) if "kind" in group else len(group),
-            }
-            for key in keys:
-                values = pd.to_numeric(group[key], errors="coerce")
-                if key in weight:
-                    row[key] = _weighted_mean(values, pd.to_numeric(group[weight[key]], errors="coerce"))
-                elif metrics[key].get("average") == "pixel":
-                    row[key] = math.nan  # no image has a defined value (count 0)
-                else:
-                    row[key] = float(values.mean()) if values.notna().any() else math.nan
-            out.append(row)
-    return pd.DataFrame(out)
+        by = frames.groupby("scene", sort=True)
+        table = pd.DataFrame({
+            "windows": by["window"].nunique(),
+            "images": (frames["kind"] == "target").groupby(frames["scene"]).sum() if "kind" in frames
+            else by.size(),
+        })
+        for key in keys:
+            values = pd.to_numeric(frames[key], errors="coerce")
+            if key in weight:
+                w = pd.to_numeric(frames[weight[key]], errors="coerce")
+                ok = values.notna() & w.notna() & (w > 0)
+                num = (values * w).where(ok, 0.0).groupby(frames["scene"]).sum()
+                den = w.where(ok, 0.0).groupby(frames["scene"]).sum()
+                table[key] = (num / den).where(den > 0)
+            elif metrics[key].get("average") == "pixel":
+                table[key] = math.nan  # no image has a defined value (count 0)
+            else:
+                table[key] = values.groupby(frames["scene"]).mean()  # NaN (undefined) images left out
+        table = table.reset_index()
+        table.insert(0, "protocol", protocol)
+        table.insert(1, "preset", summary.get("model", {}).get("preset", path.parents[1].name))
+        table.insert(2, "checkpoint", path.parent.name)
+        out.append(table)
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 
 
 # ---------------------------------------------------------------------------------------------------------

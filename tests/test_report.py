@@ -138,6 +138,10 @@ def test_per_scene_uses_finished_windows_and_pixel_weights(results: Path) -> Non
     # flow EPE is pixel-weighted: (0.1*1 + 0.3*3) / 4; the undefined image of s2 is left out.
     assert good.loc["s1", "flow_epe3d"] == pytest.approx(0.25)
     assert good.loc["s2", "flow_epe3d"] == pytest.approx(0.2)
+    # a torn final line (a run killed mid-write) is skipped like results.py does
+    frames = results / PROTO / "partial" / "none" / "frames.jsonl"
+    frames.write_text(frames.read_text() + '{"scene": "s1", "win')
+    scenes = report.per_scene(results, PROTO)
     partial = scenes[scenes["preset"] == "partial"]
     assert list(partial["scene"]) == ["s1"]
     assert partial["psnr"].iloc[0] == 30.0  # the unfinished window's 99 is ignored
