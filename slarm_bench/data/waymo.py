@@ -9,11 +9,14 @@ Per-pixel fields (REFERENCE.md sections 1-3):
   (meta["valid_height"][camera] rows are real; padding is black, depth 0, semantic 255, masks False).
   Intrinsics are pinhole, scaled; the images are not undistorted (coefficients in meta["distortion"]).
 - cam_to_world = world_from_global @ ego_to_global(image pose time) @ cam_to_ego @ OPENCV_TO_FLU.
-- depth: all lidar points of the frame projected into each camera, nearest point per pixel (z-buffer).
+- depth: all lidar points of the frame projected into each camera, nearest point per pixel (z-buffer,
+  waymo_project: float32 projection, so a point within ~1e-4 px of a pixel border may land next door).
+  Each frame is projected as soon as it is decoded; only the points that win a pixel are kept.
 - flow: world-frame velocity of the winning point: labels (scene-flow release; class -1 counts as 0,
   |v| < 0.5 m/s set to 0, rotated vehicle -> world), or, without labels, tracked boxes
   (geometry.box_track_flow; same 0.5 m/s floor); meta["flow_source"] = "labels" | "boxes".
-- ground: lidar ground points (waymo_lidar.ground_points) at the winning point; dynamic: |flow| > 1 m/s.
+- ground: lidar ground points (waymo_lidar.ground_plane, fitted on a fixed-seed sample of 20 000 points,
+  then classify_ground) at the winning point; dynamic: |flow| > 1 m/s.
 - dynamic_box: filled rectangles of boxes with >= 1 lidar point and |(vx, vy)| > 1 m/s.
 - semantic: Waymo panoptic camera labels mapped to SLARM's classes at labelled (frame, camera) pairs,
   255 elsewhere; None if the segment has none. sky: from the labels, only when every image is labelled
@@ -166,7 +169,8 @@ def _check_cameras(path: Path, frames: list[FrameData], cameras: list[str]) -> N
 
 
 def _assemble(frames: list[FrameData], pixels: list[FramePixels | None], cameras: list[str],
-              sizes: dict[str, tuple[int, int]], height: int, width: int, scene: str, checksum: str) -> Sequence:
+              sizes: dict[str, tuple[int, int]], height: int, width: int, scene: str,
+              checksum: str) -> Sequence:
     t_count, v_count = len(frames), len(cameras)
     world_from_global = geometry.invert_pose(frames[0].pose)
     images = np.zeros((t_count, v_count, height, width, 3), np.uint8)
@@ -278,7 +282,7 @@ def _lidar_fields(pixels: list[FramePixels | None], cameras: list[str], sizes: d
 
 
 def _flow_source(pixels: list[FramePixels | None], boxes: Boxes) -> str | None:
-    """"labels" when every frame with lidar has velocity labels, "boxes" when boxes can be tracked, else None."""
+    """"labels" when every frame with lidar has velocity labels, "boxes" if boxes can be tracked, else None."""
     if all(px.velocity is not None for px in pixels if px is not None):
         return "labels"
     if any(px is not None and px.velocity is not None for px in pixels):

@@ -249,7 +249,7 @@ def label_velocities(flow_image: np.ndarray, flat: np.ndarray, min_speed: float 
     """
     if flow_image.ndim != 3 or flow_image.shape[-1] < 4:
         raise WaymoLidarError(f"flow range image must be [H,W,4+], got {list(flow_image.shape)}")
-    f = flow_image.reshape(-1, flow_image.shape[-1])[flat]
+    f = np.take(flow_image.reshape(-1, flow_image.shape[-1]), flat, axis=0)
     vel = f[:, :3].astype(np.float32)
     speed = np.sqrt(vel[:, 0] * vel[:, 0] + vel[:, 1] * vel[:, 1] + vel[:, 2] * vel[:, 2])
     vel[(f[:, 3] == FLOW_NO_LABEL) | (speed < min_speed)] = 0.0
@@ -329,10 +329,17 @@ class LabelFlow:
         """Velocities [M,3] float32 (m/s, vehicle frame) of the points `index` [M] of the frame."""
         index = np.asarray(index, np.int64)
         out = np.zeros((index.size, 3), np.float32)
+        ascending = bool(np.all(index[1:] >= index[:-1]))  # the usual case: slice instead of masking
         start = 0
         for image, pixels in zip(self.images, self.pixels):
-            sel = np.flatnonzero((index >= start) & (index < start + pixels.size))
-            if sel.size:
-                out[sel] = label_velocities(image, pixels[index[sel] - start], self.min_speed)
-            start += pixels.size
+            stop = start + pixels.size
+            if ascending:
+                lo, hi = np.searchsorted(index, [start, stop])
+                sel: slice | np.ndarray = slice(int(lo), int(hi))
+            else:
+                sel = np.flatnonzero((index >= start) & (index < stop))
+            part = index[sel]
+            if part.size:
+                out[sel] = label_velocities(image, pixels[part - start], self.min_speed)
+            start = stop
         return out
