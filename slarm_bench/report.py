@@ -504,6 +504,15 @@ def format_diff(diff: pd.DataFrame) -> str:
     return "\n".join(text)
 
 
+def render_tables(df: pd.DataFrame, out_dir: str | os.PathLike, protocol: str,
+                  baselines: pd.DataFrame | str | os.PathLike | None = None,
+                  scenes: pd.DataFrame | None = None, plots: bool = True) -> list[Path]:
+    """Write the leaderboard files of `protocol` to `out_dir` (see report_tables.render_tables)."""
+    from slarm_bench import report_tables
+
+    return report_tables.render_tables(df, out_dir, protocol, baselines=baselines, scenes=scenes, plots=plots)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The entry point the CLI calls
 @dataclass
@@ -524,8 +533,6 @@ def report(results_root: str | os.PathLike | None = None, protocol: str | None =
            out_root: str | os.PathLike | None = None,
            baselines_dir: str | os.PathLike | None = None) -> ReportSummary:
     """Write leaderboards/<protocol>/ for every protocol with results (or only `protocol`)."""
-    from slarm_bench.report_tables import render_tables
-
     df = load_results(results_root, protocol)
     if df.empty:
         where = config.results_root(results_root) / (protocol or "")

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from slarm_bench import report
-from slarm_bench.report_tables import build_layout, render_tables, tex_escape
+from slarm_bench.report_tables import build_layout, tex_escape
 
 PROTO = "toy-proto"
 METRICS = {  # key -> (higher_is_better, unit, average)
@@ -226,7 +226,7 @@ def test_render_tables_all_formats(results: Path, baselines: Path, tmp_path: Pat
 def test_plots_skip_streaming_without_curves(results: Path, tmp_path: Path) -> None:
     df = report.load_results(results)
     no_curve = df.assign(streaming_curve=[None] * len(df))
-    files = render_tables(no_curve, tmp_path / "o", PROTO)
+    files = report.render_tables(no_curve, tmp_path / "o", PROTO)
     names = [p.name for p in files]
     assert "quality_vs_latency.png" in names and "streaming.png" not in names
     assert (tmp_path / "o" / "quality_vs_latency.png").read_bytes()[:4] == b"\x89PNG"
