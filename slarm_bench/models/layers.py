@@ -204,3 +204,112 @@ def resample_pos_embed(pos_embed: torch.Tensor, old_grid: tuple[int, int],
     grid = pos_embed.reshape(1, h, w, dim).permute(0, 3, 1, 2).float()
     grid = F.interpolate(grid, size=tuple(new_grid), mode="bicubic", antialias=True, align_corners=False)
     return grid.permute(0, 2, 3, 1).reshape(1, -1, dim).to(pos_embed.dtype)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 2D rotary attention and the frame / global alternating block (SLARM, VGGT-style backbones).
+def rope_2d_angles(positions: torch.Tensor, head_dim: int, base: float = 100.0) -> tuple[torch.Tensor,
+                                                                                          torch.Tensor]:
+    """cos, sin [..., N, head_dim] of 2D rotary encoding for integer (row, column) positions [..., N, 2].
+
+    The first half of each head's channels rotates with the row, the second half with the column; within a
+    half, channel pairs (j, j + half/2) rotate by position * base^(-2j/half) (the "rotate_half" layout).
+    Position (0, 0) is the identity rotation, which is how tokens without a position are left unrotated.
+    """
+    if head_dim % 4:
+        raise ValueError(f"2D RoPE needs a head width divisible by 4, got {head_dim}")
+    quarter = head_dim // 4
+    freqs = base ** (-torch.arange(quarter, dtype=torch.float32, device=positions.device) / quarter)
+    angles = positions.float()[..., None] * freqs                       # [...,N,2,quarter]
+    angles = torch.cat([angles, angles], dim=-1)                        # [...,N,2,half] (pairs j, j+q)
+    angles = angles.flatten(-2)                                         # [...,N,head_dim] rows then cols
+    return angles.cos(), angles.sin()
+
+
+def apply_rope_2d(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate x [B,heads,N,hd] by `rope_2d_angles` output (broadcast [N,hd] or [B,1,N,hd])."""
+    half, quarter = x.shape[-1] // 2, x.shape[-1] // 4
+    # rotate_half within each of the row and column halves: (a, b) -> (-b, a) for pairs (j, j + quarter).
+    parts = []
+    for s in (slice(0, half), slice(half, 2 * half)):
+        xs = x[..., s]
+        parts.append(torch.cat([-xs[..., quarter:], xs[..., :quarter]], dim=-1))
+    rotated = torch.cat(parts, dim=-1)
+    return (x.float() * cos + rotated.float() * sin).to(x.dtype)
+
+
+class RopeAttention(nn.Module):
+    """Self-attention with 2D RoPE on queries and keys and an optional key/value prefix (a KV cache).
+
+    forward(x [B,N,D], cos/sin [N,hd] or [B,1,N,hd] | None, attn_mask, past_kv) -> (out [B,N,D],
+    (k, v) [B,heads,N,hd] of x's own tokens, already rotated, for the caller to cache).
+    past_kv (k, v) [B,heads,M,hd] are prepended to the keys and values: queries see cache then own tokens.
+    """
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"attention width {dim} is not divisible by {num_heads} heads")
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor | None = None, sin: torch.Tensor | None = None,
+                attn_mask: torch.Tensor | None = None,
+                past_kv: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
+        if cos is not None:
+            q, k = apply_rope_2d(q, cos, sin), apply_rope_2d(k, cos, sin)
+        own = (k, v)
+        if past_kv is not None:
+            k, v = torch.cat([past_kv[0], k], dim=2), torch.cat([past_kv[1], v], dim=2)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        return self.proj(out.transpose(1, 2).reshape(b, n, d)), own
+
+
+class RopeBlock(nn.Module):
+    """Pre-norm transformer block with `RopeAttention`; returns (x, own rotated (k, v))."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
+                 eps: float = VIT_LN_EPS):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.attn = RopeAttention(dim, num_heads, qkv_bias=qkv_bias)
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor | None = None, sin: torch.Tensor | None = None,
+                attn_mask: torch.Tensor | None = None,
+                past_kv: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        h, kv = self.attn(self.norm1(x), cos, sin, attn_mask, past_kv)
+        x = x + h
+        return x + self.mlp(self.norm2(x)), kv
+
+
+class AlternatingBlock(nn.Module):
+    """One frame-wise then one global `RopeBlock` (VGGT-style).
+
+    forward(x [B,F,n,D] tokens of F frames of n tokens each, cos/sin [n,hd] per-frame rotary tables,
+    global_mask [F*n, F*n] | None, past_kv for the global block) -> (x [B,F,n,D], global (k, v) of x).
+    The frame block attends within each frame; the global block attends over all F*n tokens (plus past_kv).
+    """
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0):
+        super().__init__()
+        self.frame = RopeBlock(dim, num_heads, mlp_ratio)
+        self.glob = RopeBlock(dim, num_heads, mlp_ratio)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor | None = None, sin: torch.Tensor | None = None,
+                global_mask: torch.Tensor | None = None,
+                past_kv: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        b, f, n, d = x.shape
+        x, _ = self.frame(x.reshape(b * f, n, d), cos, sin)
+        gcos = gsin = None
+        if cos is not None:
+            gcos, gsin = cos.repeat(f, 1), sin.repeat(f, 1)
+        x, kv = self.glob(x.reshape(b, f * n, d), gcos, gsin, global_mask, past_kv)
+        return x.reshape(b, f, n, d), kv
