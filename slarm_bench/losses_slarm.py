@@ -1,0 +1,108 @@
+"""SLARM training losses (REFERENCE.md section 5) and the differentiable forward that feeds them.
+
+total = 1.0 MSE(rgb) + 0.05 LPIPS (from `lpips_start`, when an LPIPS function is given)
+      + 1.0 L1(depth / max gt depth) on lidar pixels (STORM's normalisation; SLARM's code is STORM's)
+      + 0.1 L1(alpha, 1 - sky) + 0.005 mean(m^2) over every motion coefficient
+      + 1.0 MSE(features, teacher) on labelled pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from slarm_bench.errors import SlarmBenchError
+from slarm_bench.geometry import camera_rays_torch
+from slarm_bench.models.layers import pixel_centre_grid
+from slarm_bench.models.slarm_net import SlarmNet
+from slarm_bench.render import Gaussians, render
+
+
+class SlarmLossError(SlarmBenchError, ValueError):
+    """Outputs or a batch that the SLARM losses cannot use."""
+
+
+@dataclass
+class SlarmLossConfig:
+    rgb: float = 1.0
+    lpips: float = 0.05
+    lpips_start: int = 5000
+    depth: float = 1.0
+    depth_normalize: bool = True   # L1 of depth / max gt depth (STORM); False = L1 in metres
+    sky: float = 0.1
+    motion: float = 0.005
+    feature: float = 1.0
+
+
+def slarm_losses(outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], cfg: SlarmLossConfig,
+                 step: int = 0, lpips_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+                 ) -> dict[str, torch.Tensor]:
+    """Weighted loss terms and their sum ("total").
+
+    outputs: rgb [B,V,H,W,3] in [0,1], depth [B,V,H,W] (m), alpha [B,V,H,W], features [B,V,H,W,512]
+    (decoded, L2-normalised), motion [B,N,K,3] (every Gaussian's coefficients).
+    batch: rgb [B,V,H,W,3] in [0,1], depth [B,V,H,W] (0 = no return), optional sky [B,V,H,W] bool,
+    optional teacher [B,V,H,W,512] with teacher_valid [B,V,H,W] bool.
+    lpips_fn(pred, gt) takes [N,3,H,W] in [-1,1] and returns [N] or a scalar (the `lpips` package's call).
+    Terms whose inputs are absent are left out of the dict (and the total).
+    """
+    for key in ("rgb", "depth", "alpha", "motion"):
+        if key not in outputs:
+            raise SlarmLossError(f"slarm_losses: outputs lack {key!r}; produce them with slarm_training_outputs")
+    if "rgb" not in batch:
+        raise SlarmLossError("slarm_losses: the batch lacks the target 'rgb' [B,V,H,W,3]")
+    terms: dict[str, torch.Tensor] = {}
+    terms["rgb"] = cfg.rgb * F.mse_loss(outputs["rgb"], batch["rgb"])
+    if lpips_fn is not None and cfg.lpips and step >= cfg.lpips_start:
+        to = lambda x: x.flatten(0, 1).permute(0, 3, 1, 2) * 2 - 1  # noqa: E731
+        terms["lpips"] = cfg.lpips * lpips_fn(to(outputs["rgb"]), to(batch["rgb"])).mean()
+    if batch.get("depth") is not None:
+        gt = batch["depth"]
+        valid = gt > 0
+        if valid.any():
+            scale = gt.amax().clamp_min(1e-6) if cfg.depth_normalize else gt.new_tensor(1.0)
+            terms["depth"] = cfg.depth * ((outputs["depth"] - gt).abs() / scale)[valid].mean()
+    if batch.get("sky") is not None:
+        terms["sky"] = cfg.sky * (outputs["alpha"] - (~batch["sky"]).to(outputs["alpha"].dtype)).abs().mean()
+    terms["motion"] = cfg.motion * outputs["motion"].pow(2).mean()
+    if batch.get("teacher") is not None and outputs.get("features") is not None:
+        valid = batch.get("teacher_valid")
+        diff = (outputs["features"] - batch["teacher"]).pow(2).mean(-1)
+        if valid is None:
+            terms["feature"] = cfg.feature * diff.mean()
+        elif valid.any():
+            terms["feature"] = cfg.feature * diff[valid].mean()
+    terms["total"] = torch.stack([v for v in terms.values()]).sum()
+    return terms
+
+
+def slarm_training_outputs(net: SlarmNet, images: torch.Tensor, cam_to_world: torch.Tensor,
+                           intrinsics: torch.Tensor, time: torch.Tensor, target_cam_to_world: torch.Tensor,
+                           target_intrinsics: torch.Tensor, target_time: torch.Tensor, fps: float,
+                           backend: str = "auto", window: int | None = None) -> dict[str, torch.Tensor]:
+    """Differentiable forward + render of B samples at one target timestep each, for `slarm_losses`.
+
+    images [B,T,V,3,H,W] in [-1,1]; cam_to_world [B,T,V,4,4]; intrinsics [B,T,V,3,3]; time [B,T] seconds
+    since the first context frame; target_cam_to_world [B,V,4,4]; target_intrinsics [B,V,3,3];
+    target_time [B] seconds (same clock). Returns rgb, depth, alpha, features (decoded), flow [B,V,H,W,...]
+    and motion [B,N,K,3].
+    """
+    b, t, v, _, h, w = images.shape
+    out = net(images, cam_to_world, intrinsics, (time - time[:, :1]) / net.cfg.time_span, window=window)
+    n = t * v * h * w
+    flat = lambda x: x.reshape(b, n, *x.shape[5:])  # noqa: E731
+    origin = time.float()[:, :, None].expand(b, t, v * h * w).reshape(b, n)
+    g = Gaussians(means=flat(out.means), quats=flat(out.quats), scales=flat(out.scales),
+                  opacities=flat(out.opacities), colors=flat(out.colors), features=flat(out.features),
+                  motion=flat(out.motion), origin_time=origin)
+    _, dirs = camera_rays_torch(target_intrinsics.float(), target_cam_to_world.float(),
+                                pixel_centre_grid(h, w, images.device))
+    sky = torch.sigmoid(net.sky_head(dirs.reshape(b, v, h, w, 3), out.sky_tokens.mean(dim=(1, 2))[:, None]))
+    r = render(g, target_cam_to_world.float(), target_intrinsics.float(), (h, w), time=target_time.float(),
+               backend=backend, background=sky, color_transform=out.affine.mean(dim=1), features=True,
+               flow=True, flow_dt=1.0 / fps, near=net.cfg.near, far=net.cfg.far, check=False)
+    return {"rgb": r.rgb, "depth": r.depth, "alpha": r.alpha, "features": net.decode_features(r.features),
+            "flow": r.flow, "motion": g.motion}
