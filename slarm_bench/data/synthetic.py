@@ -12,6 +12,7 @@ operations (no BLAS, no threads), cast to float32 at the end. Same seed, same nu
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import numpy as np
@@ -158,8 +159,8 @@ def generate_sequence(
     world = make_scene(seed, duration=float(times[-1]), num_cameras=len(CAMERA_NAMES))
     k = camera_intrinsics(height, width)
     c2w = camera_poses(world, times)
-    cam_dirs = [_camera_directions(c2w[0, v], k, height, width) for v in range(len(CAMERA_NAMES))]
-    cam_dir_norm = [np.sqrt((d * d).sum(-1)) for d in cam_dirs]
+    cams = [_CameraRays.make(world, c2w[0, v], k, height, width) for v in range(len(CAMERA_NAMES))]
+    buffers = kernels.pixel_buffers(height * width)
     l_dirs, l_el, l_az = lidar_directions(lidar_azimuth_step_deg)
     ego = world.ego.position(times)
     static_corners = world.scenery.corners()
@@ -215,12 +216,10 @@ def generate_sequence(
         )
         box_corners = geometry.box_corners(centres, sizes, kin["yaw"][sel])
         for v in range(n_cam):
-            _render_camera(
-                world, prims, corners, kin, moving, c2w[f, v], k, cam_dirs[v], cam_dir_norm[v], v, out, f
-            )
+            _render_camera(world, prims, corners, kin, moving, c2w[f, v], k, cams[v], buffers, v, out, f)
             world_to_cam = geometry.invert_pose(c2w[f, v])
             kernels.lidar_z_buffer(points, world_to_cam, k, out["depth"][f, v], 1e-3)
-            out["dynamic_box"][f, v] = geometry.box_rectangle_mask(box_corners, c2w[f, v], k, height, width)
+            _box_rectangles(box_corners, c2w[f, v], k, out["dynamic_box"][f, v])
     meta = {
         "dataset": "synthetic",
         "scene": scene or f"seed-{int(seed)}",
@@ -255,6 +254,25 @@ def generate_sequence(
     )
 
 
+@dataclasses.dataclass
+class _CameraRays:
+    """What stays fixed for one camera over a sequence: the rig only translates (the ego keeps heading 0),
+    so its ray directions [H,W,3] (camera z = 1), their norms [H,W] and the sky radiance behind each pixel
+    [H*W,3] (a function of direction only) are computed once."""
+
+    dirs: np.ndarray
+    norm: np.ndarray
+    sky: np.ndarray
+
+    @classmethod
+    def make(
+        cls, world: Scene, cam_to_world: np.ndarray, k: np.ndarray, height: int, width: int
+    ) -> _CameraRays:
+        dirs = _camera_directions(cam_to_world, k, height, width)
+        sky = shade.sky_colour(world, dirs.reshape(-1, 3).astype(np.float32))
+        return cls(dirs, np.sqrt((dirs * dirs).sum(-1)), sky)
+
+
 def _render_camera(
     world: Scene,
     prims: rc.Primitives,
@@ -263,13 +281,16 @@ def _render_camera(
     moving: np.ndarray,
     cam_to_world: np.ndarray,
     k: np.ndarray,
-    dirs: np.ndarray,
-    dir_norm: np.ndarray,
+    cam: _CameraRays,
+    buffers: tuple[np.ndarray, ...],
     v: int,
     out: dict[str, np.ndarray],
     f: int,
 ) -> None:
-    """Cast and shade one camera image, writing every per-pixel field of frame f, camera v into `out`."""
+    """Cast and shade one camera image, writing every per-pixel field of frame f, camera v into `out`.
+
+    `buffers` (kernels.pixel_buffers) are scratch space shared by all cameras."""
+    dirs, dir_norm, sky_rgb = cam.dirs, cam.norm, cam.sky
     height, width = dirs.shape[:2]
     origin = cam_to_world[:3, 3]
     rects = rc.camera_rects(corners, geometry.invert_pose(cam_to_world), k, height, width)
@@ -280,17 +301,33 @@ def _render_camera(
     # a contiguous slice instead of gathering through boolean masks. Textures only feed 8-bit colours:
     # float32 halves their cost (float64 stays for depth and flow). `dist` is the pixel footprint on the
     # surface (m): distance x angular pixel size, divided by cos(incidence) below.
-    order, counts, t_s, id_s, pts, pts32, d32, dn32, dist = kernels.sort_pixels(
-        t_hit, idx, dirs.reshape(-1, 3), dir_norm.reshape(-1), origin, prims.material, prims.kind, k[0, 0]
+    counts = kernels.sort_pixels(
+        t_hit,
+        idx,
+        dirs.reshape(-1, 3),
+        dir_norm.reshape(-1),
+        origin,
+        prims.material,
+        prims.kind,
+        k[0, 0],
+        buffers,
     )
+    order, t_s, id_s, pts, pts32, d32, dn32, dist = buffers
     bounds = np.concatenate([[0], np.cumsum(counts)])
+    # float32 copies of the primitive table for the textures (they cast each gathered value the same way).
+    cos32, sin32 = np.cos(prims.yaw).astype(np.float32), np.sin(prims.yaw).astype(np.float32)
+    half32 = prims.half.astype(np.float32)
+    frame32 = (cos32, sin32, prims.centre.astype(np.float32), half32)
+    prims32 = dataclasses.replace(
+        prims, colour=prims.colour.astype(np.float32), half=half32, param=prims.param.astype(np.float32)
+    )
     n = t_s.size
     rgb = np.zeros((n, 3), np.float32)
     semantic = np.full(n, SKY, np.uint8)
     for key_value in np.nonzero(np.diff(bounds))[0]:
         a, b = bounds[key_value], bounds[key_value + 1]
         if key_value == 0:
-            rgb[a:b] = shade.sky_colour(world, d32[a:b])
+            rgb[a:b] = sky_rgb[order[a:b]]
         elif key_value == 1:
             cos_g = np.abs(d32[a:b, 2]) / dn32[a:b]
             albedo, is_road = shade.ground_albedo(
@@ -301,14 +338,10 @@ def _render_camera(
         else:
             mat, kind = divmod(int(key_value) - 2, 3)
             ids = id_s[a:b]
-            local, face, normal = shade.surface_frame(kind, prims, ids, pts32[a:b])
-            d = d32[a:b]
-            cos_p = (
-                np.abs(normal[:, 0] * d[:, 0] + normal[:, 1] * d[:, 1] + normal[:, 2] * d[:, 2]) / dn32[a:b]
+            local, face, normal, fp = kernels.surface_frame(
+                kind, ids, pts32[a:b], d32[a:b], dn32[a:b], dist[a:b], *frame32
             )
-            albedo = shade.material_albedo(
-                mat, prims, ids, local, pts32[a:b, 2], face, dist[a:b] / np.maximum(cos_p, 0.05)
-            )
+            albedo = shade.material_albedo(mat, prims32, ids, local, pts32[a:b, 2], face, fp)
             rgb[a:b] = albedo * shade.lambert(normal, world.sun)[:, None]
             semantic[a:b] = prims.label[ids]
     a = bounds[2]
@@ -321,9 +354,7 @@ def _render_camera(
         vel = kin["velocity"][own]
         vel[:, 0] -= w * rel[:, 1]  # v + w x r with w = (0, 0, yaw rate)
         vel[:, 1] += w * rel[:, 0]
-    lit = np.clip(rgb * world.camera_gain[v], 0.0, 1.0)
-    img = np.round(lit * 255.0).astype(np.uint8)
-    kernels.scatter_rows(order, img, out["images"][f, v].reshape(-1, 3))
+    kernels.expose(order, rgb, world.camera_gain[v], out["images"][f, v].reshape(-1, 3))
     kernels.scatter_rows(order, semantic[:, None], out["semantic"][f, v].reshape(-1, 1))
     if agent_px.size:  # the other pixels keep the zeros the outputs start with
         px = order[agent_px]
@@ -333,6 +364,23 @@ def _render_camera(
     out["sky"][f, v] = sky.reshape(height, width)
     out["ground"][f, v] = (~sky & (idx < 0)).reshape(height, width)
     out["depth_dense"][f, v] = np.where(sky, 0.0, t_hit).reshape(height, width)
+
+
+def _box_rectangles(corners: np.ndarray, cam_to_world: np.ndarray, k: np.ndarray, mask: np.ndarray) -> None:
+    """geometry.box_rectangle_mask of boxes with corners [N,8,3] into mask [H,W] (zeros on entry), with one
+    projection of all corners instead of one per box (same values: the projection is per point)."""
+    if not len(corners):
+        return
+    height, width = mask.shape
+    uv, z = geometry.project_points(corners.reshape(-1, 3), cam_to_world, k)
+    uv = uv.reshape(-1, 8, 2)[(z.reshape(-1, 8) > 0).all(axis=1)]  # boxes wholly in front of the camera
+    lo = np.floor(uv.min(axis=1)).astype(int)
+    hi = np.ceil(uv.max(axis=1)).astype(int)
+    for b in range(len(uv)):
+        u0, v0 = max(lo[b, 0], 0), max(lo[b, 1], 0)
+        u1, v1 = min(hi[b, 0], width), min(hi[b, 1], height)
+        if u0 < u1 and v0 < v1:
+            mask[v0:v1, u0:u1] = True
 
 
 def _boxes(rows: list[tuple]) -> clip.Boxes:

@@ -9,6 +9,8 @@ bytes. Kernels are compiled on first use and cached on disk next to this file (n
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 
@@ -113,20 +115,21 @@ def cast_kernel(dirs, kind, rel, cos_yaw, sin_yaw, half, rel_sq, rects, best, in
 
 
 @numba.njit(**_JIT)
-def sort_pixels(t_hit, idx, dirs, dir_norm, origin, material, kind, focal):
+def sort_pixels(t_hit, idx, dirs, dir_norm, origin, material, kind, focal, buffers):
     """Order the N pixels of one camera by surface key (0 sky, 1 ground, 2 + 3 * material + kind), stably,
     and gather what shading needs in that order, in one pass.
 
     t_hit [N] (inf = sky), idx [N] int32 (-1 = ground or sky), dirs [N,3], dir_norm [N], origin [3],
-    material / kind [P] of the primitives, focal = fx. Returns order [N] int64 (sorted -> pixel), counts
-    [K] of each key, and, sorted: t [N] (0 on sky), idx [N], points [N,3] float64, points32 [N,3],
-    dirs32 [N,3], dir_norm32 [N] and the footprint scale t * |d| / fx [N] float32.
+    material / kind [P] of the primitives, focal = fx. Fills `buffers` (from `pixel_buffers(N)`, reused
+    from camera to camera: fresh pages cost more than the work) with order [N] int64 (sorted -> pixel)
+    and, sorted: t [N] (0 on sky), idx [N], points [N,3] float64, points32 [N,3], dirs32 [N,3],
+    dir_norm32 [N] and the footprint scale t * |d| / fx [N] float32. Returns the counts [K] of each key.
     """
     n = t_hit.shape[0]
     key = np.empty(n, np.int64)
     n_keys = 2
     for j in range(n):
-        if not np.isfinite(t_hit[j]):
+        if not math.isfinite(t_hit[j]):
             k = 0
         elif idx[j] < 0:
             k = 1
@@ -140,20 +143,14 @@ def sort_pixels(t_hit, idx, dirs, dir_norm, origin, material, kind, focal):
     start = np.zeros(n_keys, np.int64)
     for k in range(1, n_keys):
         start[k] = start[k - 1] + counts[k - 1]
-    order = np.empty(n, np.int64)
-    for j in range(n):  # a counting sort: stable, like np.argsort(kind="stable")
-        order[start[key[j]]] = j
+    order, t_s, id_s, pts, pts32, d32, dn32, dist = buffers
+    # A counting sort (stable, like np.argsort(kind="stable")); reading pixels in order and scattering the
+    # writes is faster than gathering the reads.
+    for j in range(n):
+        i = start[key[j]]
         start[key[j]] += 1
-    t_s = np.empty(n)
-    id_s = np.empty(n, np.int32)
-    pts = np.empty((n, 3))
-    pts32 = np.empty((n, 3), np.float32)
-    d32 = np.empty((n, 3), np.float32)
-    dn32 = np.empty(n, np.float32)
-    dist = np.empty(n, np.float32)
-    for i in range(n):
-        j = order[i]
-        t = t_hit[j] if np.isfinite(t_hit[j]) else 0.0
+        order[i] = j
+        t = t_hit[j] if math.isfinite(t_hit[j]) else 0.0
         t_s[i] = t
         id_s[i] = idx[j]
         for c in range(3):
@@ -163,7 +160,34 @@ def sort_pixels(t_hit, idx, dirs, dir_norm, origin, material, kind, focal):
             d32[i, c] = np.float32(dirs[j, c])
         dn32[i] = np.float32(dir_norm[j])
         dist[i] = np.float32(t * dir_norm[j] / focal)
-    return order, counts, t_s, id_s, pts, pts32, d32, dn32, dist
+    return counts
+
+
+def pixel_buffers(n: int) -> tuple[np.ndarray, ...]:
+    """The output buffers of `sort_pixels` for N pixels: order, t, idx, points, points32, dirs32,
+    dir_norm32, footprint scale."""
+    return (
+        np.empty(n, np.int64),
+        np.empty(n),
+        np.empty(n, np.int32),
+        np.empty((n, 3)),
+        np.empty((n, 3), np.float32),
+        np.empty((n, 3), np.float32),
+        np.empty(n, np.float32),
+        np.empty(n, np.float32),
+    )
+
+
+@numba.njit(**_JIT)
+def expose(order, rgb, gain, image) -> None:
+    """image[order[i]] = uint8(round(255 * clip(rgb[i] * gain, 0, 1))): rgb [N,3] float32 sorted, gain [3]
+    float64, image [N,3] uint8 in pixel order. The product is float64 and rounds half to even, as numpy's
+    `np.round(np.clip(rgb * gain, 0, 1) * 255).astype(np.uint8)` does."""
+    for i in range(order.shape[0]):
+        for c in range(3):
+            x = np.float64(rgb[i, c]) * gain[c]
+            x = min(max(x, 0.0), 1.0)
+            image[order[i], c] = np.uint8(np.rint(x * 255.0))
 
 
 @numba.njit(**_JIT)
@@ -202,3 +226,63 @@ def lidar_z_buffer(points, world_to_cam, intrinsics, depth, near) -> None:
         if zc < best[ri, ci]:
             best[ri, ci] = zc
             depth[ri, ci] = np.float32(zc)
+
+
+@numba.njit(**_JIT)
+def surface_frame(kind, ids, points, dirs, dir_norm, dist, cos_yaw, sin_yaw, centre, half):
+    """Local coordinates [N,3], face id [N] and world normal [N,3] of points [N,3] float32 on primitives
+    ids [N] of one `kind`, and their footprints (dist / max(cos incidence, 0.05)) [N] float32.
+
+    Same float32 operations as `synthetic_shade.surface_frame` (its reference). dirs [N,3], dir_norm [N],
+    dist [N] float32 (sorted, from `sort_pixels`); cos_yaw, sin_yaw [P], centre [P,3], half [P,3] float32.
+    """
+    n = ids.shape[0]
+    local = np.empty((n, 3), np.float32)
+    normal = np.empty((n, 3), np.float32)
+    face = np.zeros(n, np.int64)
+    fp = np.empty(n, np.float32)
+    cap_tol = np.float32(1.0 - 1e-6)
+    zero, one = np.float32(0.0), np.float32(1.0)
+    for j in range(n):
+        p = ids[j]
+        c, s = cos_yaw[p], sin_yaw[p]
+        r0 = points[j, 0] - centre[p, 0]
+        r1 = points[j, 1] - centre[p, 1]
+        r2 = points[j, 2] - centre[p, 2]
+        l0 = c * r0 + s * r1
+        l1 = -s * r0 + c * r1
+        l2 = r2
+        local[j, 0], local[j, 1], local[j, 2] = l0, l1, l2
+        n0, n1, n2 = zero, zero, zero
+        if kind == BOX:
+            # np.argmax: the first of equal maxima; np.sign: -1, 0 or 1.
+            best, f = abs(l0) / half[p, 0], 0
+            q = abs(l1) / half[p, 1]
+            if q > best:
+                best, f = q, 1
+            q = abs(l2) / half[p, 2]
+            if q > best:
+                best, f = q, 2
+            v = l0 if f == 0 else (l1 if f == 1 else l2)
+            sgn = one if v > 0 else (-one if v < 0 else zero)
+            if f == 0:
+                n0 = sgn
+            elif f == 1:
+                n1 = sgn
+            else:
+                n2 = sgn
+            face[j] = f
+        elif kind == CYLINDER:
+            if abs(l2) >= half[p, 2] * cap_tol:
+                n2 = one
+                face[j] = 2
+            else:
+                n0, n1 = l0 / half[p, 0], l1 / half[p, 0]
+        else:
+            n0, n1, n2 = l0 / half[p, 0], l1 / half[p, 0], l2 / half[p, 0]
+        w0 = c * n0 - s * n1
+        w1 = s * n0 + c * n1
+        normal[j, 0], normal[j, 1], normal[j, 2] = w0, w1, n2
+        cos_p = abs(w0 * dirs[j, 0] + w1 * dirs[j, 1] + n2 * dirs[j, 2]) / dir_norm[j]
+        fp[j] = dist[j] / max(cos_p, np.float32(0.05))
+    return local, face, normal, fp

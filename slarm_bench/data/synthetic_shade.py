@@ -113,12 +113,12 @@ def material_albedo(
     idx [N] rows of `prims`; local [N,3] point in the primitive frame; height [N] above the ground (m);
     face [N] int: 0/1/2 the box axis of the face (x, y, z), for cylinders 0 side and 2 cap; fp [N] footprint.
     """
-    colour = prims.colour[idx].astype(np.float32)
-    half = prims.half[idx].astype(np.float32)
+    colour = prims.colour[idx].astype(np.float32, copy=False)
+    half = prims.half[idx].astype(np.float32, copy=False)
     lx, ly, lz = local[:, 0], local[:, 1], local[:, 2]
     along = np.where(face == 0, ly, lx)  # horizontal coordinate on a vertical box face
     if mat == M_FACADE:
-        param = prims.param[idx].astype(np.float32)
+        param = prims.param[idx].astype(np.float32, copy=False)
         style = np.floor(param / 100.0)
         spacing = np.mod(param, 100.0) / 10.0
         u, z = along, height
@@ -169,7 +169,7 @@ def material_albedo(
     if mat == M_TRUNK:
         return colour * (0.85 + 0.15 * np.sin(20.0 * (lx + ly)) * fade(fp, 0.3))[:, None]
     if mat == M_CANOPY:
-        ph = prims.param[idx].astype(np.float32)
+        ph = prims.param[idx].astype(np.float32, copy=False)
         v = (
             0.85
             + 0.15 * fade(fp, 1.0) * np.sin(4.0 * lx + ph) * np.sin(4.0 * ly)
