@@ -206,11 +206,14 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
           lpips_start: int = 5000, data_root: str | os.PathLike | None = None,
           generate_on_the_fly: bool = False, max_minutes: float | None = None, num_targets: int = 4,
           backend: str = "auto", config: StormConfig | dict | None = None, split: str = "train",
-          max_scenes: int | None = None, compile: bool = False, quiet: bool = False) -> dict[str, Any]:
+          max_scenes: int | None = None, compile: bool = False, quiet: bool = False,
+          stop_after: int | None = None) -> dict[str, Any]:
     """Train a STORM preset (or `config`, a StormConfig overriding the preset's architecture).
 
     Runs DDP when launched by torchrun (WORLD_SIZE > 1): env:// rendezvous, NCCL on CUDA, gloo on the CPU;
-    `batch_size` is per rank. Returns {"step", "final_loss", "final_psnr", "export", "sha256",
+    `batch_size` is per rank. max_minutes / stop_after (a step index) end this call early, checkpointed
+    and exported, without changing the schedule (which always runs over `steps`).
+    Returns {"step", "final_loss", "final_psnr", "export", "sha256",
     "param_digest", "out_dir"} on every rank (export/sha256 None off rank 0).
     """
     rank, local_rank, world = _dist_info()
@@ -330,7 +333,7 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
         optimizer.step()
         scheduler.step()
         n_window += 1
-        stop = deadline is not None and time.perf_counter() > deadline
+        stop = (deadline is not None and time.perf_counter() > deadline) or step == stop_after
         if distributed and deadline is not None:  # every rank stops at the same step
             import torch.distributed as dist
 
@@ -368,7 +371,7 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
         if (ckpt_every and (step + 1) % ckpt_every == 0) or step == steps - 1 or stop:
             save_checkpoint(step)
         if stop:
-            log(f"time budget of {max_minutes} min reached at step {step}; stopping")
+            log(f"stopping at step {step} ({'step limit' if step == stop_after else 'time budget'} reached)")
             break
     result = {"step": step, "final_loss": last.get("loss"), "final_psnr": last.get("psnr"), "export": None,
               "sha256": None, "param_digest": param_digest(net), "out_dir": str(out)}

@@ -49,7 +49,8 @@ class WindowDataset(Dataset):
         self._store = None
         if generate_on_the_fly:
             if dataset != "synthetic":
-                raise TrainDataError(f"generate_on_the_fly works for the synthetic dataset only, not {dataset!r}")
+                raise TrainDataError(f"generate_on_the_fly works for the synthetic dataset only, not "
+                                     f"{dataset!r}")
             from slarm_bench.data.synthetic import SPLIT_SIZES
 
             n = SPLIT_SIZES[split] if max_scenes is None else min(max_scenes, SPLIT_SIZES[split])
@@ -58,8 +59,9 @@ class WindowDataset(Dataset):
         from slarm_bench.store import Store
 
         store = Store(data_root)
-        scenes = store.scenes(dataset, split) if dataset in store.datasets() and \
-            split in store.splits(dataset) else []
+        scenes = []
+        if store.root.is_dir() and dataset in store.datasets() and split in store.splits(dataset):
+            scenes = store.scenes(dataset, split)
         if max_scenes is not None:
             scenes = scenes[:max_scenes]
         if not scenes:

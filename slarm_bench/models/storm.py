@@ -26,7 +26,12 @@ import torch
 from slarm_bench.clip import Clip
 from slarm_bench.errors import SlarmBenchError, check_name
 from slarm_bench.models.base import Model, Prediction, Scene
-from slarm_bench.models.checkpoint import CheckpointError, load_into, load_official_checkpoint, load_safetensors
+from slarm_bench.models.checkpoint import (
+    CheckpointError,
+    load_into,
+    load_official_checkpoint,
+    load_safetensors,
+)
 from slarm_bench.models.storm_net import StormConfig, StormNet, StormOutput, storm_config
 from slarm_bench.render import Gaussians, render, resolve_backend
 
@@ -87,7 +92,8 @@ def render_views(net: StormNet, gaussians: Gaussians, sky_token: torch.Tensor | 
     with torch.autocast(cam_to_world.device.type, enabled=False):
         background = None
         if sky_token is not None:
-            _, dirs = net.plucker_embedder.rays(intrinsics.float(), cam_to_world.float(), h, w, cfg.pixel_shift)
+            _, dirs = net.plucker_embedder.rays(intrinsics.float(), cam_to_world.float(), h, w,
+                                                cfg.pixel_shift)
             background = (net.sky_color(sky_token.float(), dirs) + 1.0) * 0.5        # [B,V,H,W,3]
         out = render(gaussians, cam_to_world.float(), intrinsics.float(), (h, w), time=time, backend=backend,
                      near=cfg.near, far=cfg.far, background=background, flow=True, check=check)
@@ -114,7 +120,9 @@ class StormModel(Model):
                  **_: Any) -> None:
         check_name("dtype", dtype, DTYPES)
         self.preset = preset
-        self.device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
         self.backend = resolve_backend(backend)
         self.dtype = ("bf16" if self.device.type == "cuda" else "fp32") if dtype == "auto" else dtype
         self.time_span = float(time_span)
@@ -146,8 +154,8 @@ class StormModel(Model):
             self.weights = f"safetensors {tensors.name} (config from its JSON)"
         else:
             if path.suffix not in (".pth", ".pt", ".ckpt", ".bin"):
-                raise CheckpointError(f"checkpoint {path}: expected a .safetensors file with its .json beside "
-                                      f"it, or an official STORM .pth (with trust_pickle=True)")
+                raise CheckpointError(f"checkpoint {path}: expected a .safetensors file with its .json "
+                                      f"beside it, or an official STORM .pth (with trust_pickle=True)")
             state_dict = load_official_checkpoint(path, trust_pickle)
             cfg = config or storm_config(preset)
             tensors = path
@@ -170,7 +178,8 @@ class StormModel(Model):
                                   f"{cfg.image_size[0]}x{cfg.image_size[1]})")
         if cfg.use_affine and v != cfg.num_cameras:
             raise StormModelError(f"{self.name}: the context has {v} cameras but the model has one affine "
-                                  f"token for each of {cfg.num_cameras}; use a protocol with {cfg.num_cameras}")
+                                  f"token for each of {cfg.num_cameras}; use a protocol with "
+                                  f"{cfg.num_cameras}")
         if (h, w) != tuple(cfg.image_size):
             note = (f"position embedding resampled (bicubic) from {cfg.grid[0]}x{cfg.grid[1]} to "
                     f"{h // cfg.patch_size}x{w // cfg.patch_size} patches for {h}x{w} images")
@@ -196,7 +205,8 @@ class StormModel(Model):
         affine = scene.affine
         if affine is not None and affine.shape[1] != c2w.shape[1]:
             raise StormModelError(f"{self.name}: {c2w.shape[1]} target cameras but the scene has "
-                                  f"{affine.shape[1]} per-camera colour transforms; render the context cameras")
+                                  f"{affine.shape[1]} per-camera colour transforms; render the context "
+                                  f"cameras")
         out = render_views(self.net, scene.gaussians, scene.sky, affine, c2w, k, float(time), size,
                            self.backend)
         return Prediction(rgb=out["rgb"][0].clamp(0.0, 1.0), depth=out["depth"][0], flow=out["flow"][0])
