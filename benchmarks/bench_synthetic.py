@@ -1,6 +1,6 @@
 """Speed and size of the synthetic generator: frames per second on one CPU core, bytes per prepared frame.
 
-Run on one core:  OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 taskset -c 0 python benchmarks/bench_synthetic.py
+Run on one core:  OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 taskset -c 0 python benchmarks/bench_synthetic.py
 Prints generation speed per CPU-second (time.process_time; the figure to use on a shared machine) and per
 wall-clock second (frames of 3 cameras with all ground truth and the lidar pattern, per second) and
 the compressed size of one frame (3 cameras, every field) with zstd, the images also as PNG.
@@ -13,7 +13,7 @@ import io
 import os
 import time
 
-for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import zlib  # noqa: E402
@@ -76,7 +76,7 @@ def main() -> None:
         torch.set_num_threads(1)
     except ImportError:
         pass
-    generate_sequence(0, 32, 48, 2)  # warm-up: imports and first-call allocations
+    generate_sequence(0, 32, 48, 2)  # warm-up: imports, numba compilation (or cache load), first allocations
     total_frames, total_time, total_cpu = 0, 0.0, 0.0
     sizes: dict[str, list[int]] = {}
     for seed in range(args.seeds):

@@ -8,6 +8,7 @@ import pytest
 from slarm_bench import clip, geometry
 from slarm_bench.data import synthetic_kernels as kernels
 from slarm_bench.data import synthetic_raycast as rc
+from slarm_bench.data import synthetic_shade as shade
 from slarm_bench.data.synthetic import (
     FPS,
     SPLIT_SIZES,
@@ -17,7 +18,7 @@ from slarm_bench.data.synthetic import (
     world_primitives,
 )
 from slarm_bench.data.synthetic_motion import HeadingProfile, SpeedProfile, Trajectory
-from slarm_bench.data.synthetic_raycast import BOX, CYLINDER
+from slarm_bench.data.synthetic_raycast import BOX, CYLINDER, SPHERE
 from slarm_bench.data.synthetic_scene import make_scene
 from slarm_bench.errors import UnknownNameError
 
@@ -240,3 +241,58 @@ def test_lidar_z_buffer_equals_geometry_reference():
     np.testing.assert_array_equal(depth > 0, want > 0)
     # Equal bytes on the numpy build this was written against; any build: within float32 round-off.
     np.testing.assert_allclose(depth, want, rtol=1e-6)
+
+
+def test_compiled_pixel_kernels_equal_numpy_references():
+    rng = np.random.default_rng(7)
+    scene = make_scene(3, duration=1.0)
+    prims, _ = world_primitives(scene, 0.5)
+    n = 3000
+    # sort_pixels: a stable sort by surface key, and the gathered per-pixel values.
+    t_hit = rng.uniform(1.0, 60.0, n)
+    t_hit[rng.random(n) < 0.2] = np.inf
+    idx = rng.integers(-1, len(prims), n).astype(np.int32)
+    dirs = rng.normal(size=(n, 3))
+    norm = np.sqrt((dirs * dirs).sum(-1))
+    origin = np.array([1.5, 0.2, 1.9])
+    buffers = kernels.pixel_buffers(n)
+    counts = kernels.sort_pixels(t_hit, idx, dirs, norm, origin, prims.material, prims.kind, 120.0, buffers)
+    prim = np.maximum(idx, 0)
+    key = np.where(
+        ~np.isfinite(t_hit),
+        0,
+        np.where(idx < 0, 1, 2 + 3 * prims.material[prim].astype(int) + prims.kind[prim]),
+    )
+    order = np.argsort(key, kind="stable")
+    np.testing.assert_array_equal(buffers[0], order)
+    np.testing.assert_array_equal(counts, np.bincount(key))
+    t_s = np.where(np.isfinite(t_hit), t_hit, 0.0)[order]
+    assert buffers[3].tobytes() == (origin + t_s[:, None] * dirs[order]).tobytes()
+    assert buffers[7].tobytes() == (t_s * norm[order] / 120.0).astype(np.float32).tobytes()
+    # surface_frame: each kind against synthetic_shade.surface_frame and the footprint formula.
+    f32 = np.float32
+    for kind in (BOX, CYLINDER, SPHERE):
+        ids = rng.choice(np.nonzero(prims.kind == kind)[0], 500).astype(np.int32)
+        dirn = rng.normal(size=(500, 3))
+        pts = prims.centre[ids] + dirn / np.abs(dirn).max(1, keepdims=True) * prims.half[ids]  # on the bounds
+        pts[:5] = prims.centre[ids[:5]]  # degenerate: the centre itself
+        pts32, d32 = pts.astype(f32), rng.normal(size=(500, 3)).astype(f32)
+        dn32 = np.sqrt((d32 * d32).sum(-1))
+        dist = rng.uniform(0.001, 0.2, 500).astype(f32)
+        table = (np.cos(prims.yaw).astype(f32), np.sin(prims.yaw).astype(f32))
+        table += (prims.centre.astype(f32), prims.half.astype(f32))
+        local, face, normal, fp = kernels.surface_frame(kind, ids, pts32, d32, dn32, dist, *table)
+        want = shade.surface_frame(kind, prims, ids, pts32)
+        nrm = want[2]
+        cos_p = np.abs(nrm[:, 0] * d32[:, 0] + nrm[:, 1] * d32[:, 1] + nrm[:, 2] * d32[:, 2]) / dn32
+        for got_arr, want_arr in zip((local, face, normal, fp), (*want, dist / np.maximum(cos_p, 0.05))):
+            assert got_arr.tobytes() == want_arr.astype(got_arr.dtype).tobytes(), kind
+    # expose: exposure, clipping and round-half-even to uint8, scattered back to pixel order.
+    rgb = rng.uniform(-0.1, 1.1, (n, 3)).astype(f32)
+    rgb[:10] = (np.arange(10)[:, None] + 0.5) / 255.0  # ties
+    gain = np.array([1.0, 0.97, 1.04])
+    image = np.zeros((n, 3), np.uint8)
+    kernels.expose(order, rgb, gain, image)
+    want_img = np.zeros((n, 3), np.uint8)
+    want_img[order] = np.round(np.clip(rgb * gain, 0.0, 1.0) * 255.0).astype(np.uint8)
+    np.testing.assert_array_equal(image, want_img)

@@ -8,6 +8,11 @@ instances, masks, and 3D boxes with exact velocity and acceleration. Card: datas
 
 Determinism: a numpy Generator seeded from the seed, float64 arithmetic written as explicit element-wise
 operations (no BLAS, no threads), cast to float32 at the end. Same seed, same numpy build -> same bytes.
+The per-pixel loops (ray cast, pixel sort, surface frames, exposure, lidar z-buffer) are numba kernels
+(`synthetic_kernels`) that repeat the numpy reference's operations in the same order without fastmath or
+threads, so they give the same bytes as the numpy code they replaced (tested); textures stay numpy.
+Speed: about 30 frames (90 images of 160x240, all ground truth) per CPU-second on one core
+(benchmarks/bench_synthetic.py).
 """
 
 from __future__ import annotations
