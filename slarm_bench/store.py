@@ -25,7 +25,9 @@ import json
 import os
 import secrets
 import shutil
+import threading
 from collections.abc import Sequence as _Seq
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +36,11 @@ import numpy as np
 from slarm_bench import clip, config
 from slarm_bench import store_write as _w
 from slarm_bench.errors import StoreError, check_name
+from slarm_bench.store_buffers import BufferPool
 from slarm_bench.store_codec import (
     DEFAULT_LEVEL,
     decode_chunk,
+    is_sparse,
     unpack_frame,
 )
 from slarm_bench.store_index import ValidationReport, build_index_tables, frame_file_name
@@ -47,6 +51,7 @@ from slarm_bench.store_write import (
     INDEX_DIR,
     MANIFEST,
     OLD_MARK,
+    READABLE_STORE_VERSIONS,
     STATIC_FILE,
     STORE_FORMAT,
     STORE_VERSION,
@@ -60,15 +65,39 @@ def redo_hint(dataset: str, split: str) -> str:
     return f"re-run `slarm-bench prepare {dataset} --split {split} --force`"
 
 
-class Store:
-    """Prepared sequences under `root` (see the module docstring)."""
+def default_threads() -> int:
+    """Decoding threads of a Store by default: the usable cores, at most 4 (zstd and numpy release the GIL,
+    so one process loading a window uses them all; a process among several loaders should pass threads=1)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(4, cores))
 
-    def __init__(self, root: str | os.PathLike | None = None) -> None:
+
+class Store:
+    """Prepared sequences under `root` (see the module docstring).
+
+    `threads` frame files are decoded at once by read_window and read_sequence (default_threads() when None;
+    1 decodes in the calling thread). The pool is per process: a forked worker makes its own on first use.
+    """
+
+    def __init__(self, root: str | os.PathLike | None = None, threads: int | None = None) -> None:
         self.root: Path = config.data_root(root)
         self._cache: dict[Path, tuple[tuple[int, int, int], dict, dict[str, np.ndarray]]] = {}
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise StoreError(f"threads must be a positive int or None (default {default_threads()}), "
+                             f"got {threads!r}")
+        self.threads: int = default_threads() if threads is None else threads
+        self._pool: tuple[int, ThreadPoolExecutor] | None = None
+        self._buffers: tuple[int, BufferPool] | None = None
 
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Threads, locks and recycled memory stay with their process; a copy makes its own on first use.
+        return {**self.__dict__, "_pool": None, "_buffers": None}
 
     # -- listing ------------------------------------------------------------------------------------------
     def has(self, dataset: str, split: str, scene: str) -> bool:
@@ -177,27 +206,23 @@ class Store:
         frames = _check_frames(frames, int(manifest["num_frames"]), self._scene_dir(dataset, split, scene))
         wanted = [names.index(check_name("camera", c, names)) for c in (cameras or names)]
         if not anchor:
-            seq = self._assemble(manifest, static, frames, wanted, fields, shift_time=True)
+            seq = self._assemble(manifest, static, frames, wanted, fields, shift_time=True, recycle=True)
             return clip.Clip(**{k: getattr(seq, k) for k in seq.__dataclass_fields__})
         ref = manifest["meta"].get("reference_camera") or ("FRONT" if "FRONT" in names
                                                            else names[len(names) // 2])
         ref_index = names.index(ref)
-        # The anchor is the reference camera even when the caller did not ask for it: load it, then drop it.
-        loaded = wanted if ref_index in wanted else sorted([*wanted, ref_index])
         # from_sequence_window re-anchors poses, time, boxes and meta. Handed the pixel fields, it would also
-        # copy each of them and rotate flow over the whole window in float64 (about half of the load time).
-        # So it runs first on the poses alone (images a zero-size placeholder that never leaves this
-        # method); the decoder then writes flow already rotated, with the same float64 arithmetic as
-        # geometry.rotate_vectors (tested equal to the plain call on a whole Sequence).
+        # copy each of them and rotate flow over the whole window. So it runs on the poses alone (images a
+        # zero-size placeholder, the reference camera loaded even when not asked for), and the decoder
+        # then rotates flow as it scatters the stored non-zero vectors (rotate_vectors, tested equal).
+        loaded = wanted if ref_index in wanted else sorted([*wanted, ref_index])
         light = self._assemble(manifest, static, frames, loaded, [], shift_time=False, pixels=False)
         out = clip.Clip.from_sequence_window(light, list(range(len(frames))), reference_camera=ref)
-        rotation = np.asarray(out.meta["anchor_from_sequence_world"], np.float64)[:3, :3]
-        seq = self._assemble(manifest, static, frames, loaded, fields, shift_time=False,
-                             flow_rotation=rotation)
-        out = out.replace(**{f: getattr(seq, f) for f in ("images", *clip.PER_PIXEL_FIELDS)})
         if loaded != wanted:
             out = out.select(list(range(len(frames))), [loaded.index(c) for c in wanted])
-        return out
+        rotation = np.asarray(out.meta["anchor_from_sequence_world"], np.float64)[:3, :3]
+        pixels = self._decode_pixels(manifest, frames, wanted, fields, rotation, recycle=True)
+        return out.replace(**{f: pixels.get(f) for f in ("images", *clip.PER_PIXEL_FIELDS)})
 
     # -- index and validation -----------------------------------------------------------------------------
     def rebuild_index(self) -> None:
@@ -294,47 +319,76 @@ class Store:
             pass  # a read-only store still gets its (freshly built, identical) tables
         return sequences, frames
 
-    def _assemble(self, manifest: dict, static: dict[str, np.ndarray], frames: list[int], cams: list[int],
-                  fields: list[str] | None, shift_time: bool, pixels: bool = True,
-                  flow_rotation: np.ndarray | None = None) -> clip.Sequence:
-        """A Sequence of the given frame and camera positions; pixels=False leaves every per-pixel field
-        None and images a zero-size placeholder; flow_rotation [3,3] rotates flow as it is decoded."""
+    def _executor(self) -> ThreadPoolExecutor:
+        # A pool inherited through fork has no threads behind it: each process makes its own.
+        if self._pool is None or self._pool[0] != os.getpid():
+            self._pool = (os.getpid(), ThreadPoolExecutor(self.threads, thread_name_prefix="slarm-store"))
+        return self._pool[1]
+
+    def _buffer_pool(self) -> BufferPool:
+        # Per process too: a lock held by another thread at fork time would never be released in the child.
+        if self._buffers is None or self._buffers[0] != os.getpid():
+            self._buffers = (os.getpid(), BufferPool())
+        return self._buffers[1]
+
+    def _decode_pixels(self, manifest: dict, frames: list[int], cams: list[int], fields: list[str] | None,
+                       flow_rotation: np.ndarray | None = None,
+                       recycle: bool = False) -> dict[str, np.ndarray]:
+        """Per-pixel fields [T,V,...] of the given frame and camera positions, one array per field, each
+        frame file decoded straight into its slots; flow_rotation [3,3] rotates flow as it is decoded;
+        recycle takes the arrays from the buffer pool (window reads: see store_buffers.py)."""
         meta = manifest["meta"]
         dataset, split = meta["dataset"], manifest["split"]
         folder = self._scene_dir(dataset, split, meta["scene"])
         stored = list(manifest["fields"])
-        wanted = _check_fields(fields, stored, folder) if pixels else []
-        t_count, v_count = len(frames), len(cams)
+        wanted = _check_fields(fields, stored, folder)
+        codecs, files = manifest["codecs"], manifest["files"]
         v_all = len(meta["camera_names"])
-        out = {f: np.empty((t_count, v_count, *manifest["shapes"][f][2:]), np.dtype(manifest["dtypes"][f]))
-               for f in wanted}
-        if not pixels:
-            out["images"] = np.empty((t_count, v_count, 0, 0, 3), np.uint8)
-        scratch = None
-        if flow_rotation is not None and "flow" in wanted:
-            scratch = np.empty(manifest["shapes"]["flow"][2:], np.dtype(manifest["dtypes"]["flow"]))
-            rot_t = np.ascontiguousarray(flow_rotation.T, np.float64)
-        for ti, t in enumerate(frames if wanted else []):
+        # Sparse fields start from zeros: their chunks then write the non-zero pixels only.
+        shapes = {f: (len(frames), len(cams), *manifest["shapes"][f][2:]) for f in wanted}
+        if recycle:
+            pool = self._buffer_pool()
+            out = {f: pool.get(shapes[f], manifest["dtypes"][f], is_sparse(codecs[f])) for f in wanted}
+        else:
+            out = {f: (np.zeros if is_sparse(codecs[f]) else np.empty)(shapes[f], manifest["dtypes"][f])
+                   for f in wanted}
+        plan = [(out[f][:, vi], codecs[f], stored.index(f) * v_all + v, is_sparse(codecs[f]),
+                 flow_rotation if f == "flow" else None)
+                for f in wanted for vi, v in enumerate(cams)]
+
+        def decode_frame(job: tuple[int, int]) -> None:
+            ti, t = job
             path = folder / frame_file_name(t)
             try:
-                data = path.read_bytes()
+                data = _read_file(path, files[frame_file_name(t)]["bytes"])
                 chunks = unpack_frame(data, len(stored) * v_all)
-                for f in wanted:
-                    base = stored.index(f) * v_all
-                    for vi, v in enumerate(cams):
-                        if f == "flow" and scratch is not None:
-                            # Decoded into a cache-sized scratch and rotated into place: one pass fewer.
-                            decode_chunk(manifest["codecs"][f], chunks[base + v], scratch)
-                            if scratch.any():
-                                np.matmul(scratch, rot_t, out=out[f][ti, vi], casting="same_kind")
-                            else:  # static frames: a rotated zero is zero
-                                out[f][ti, vi] = 0
-                        else:
-                            decode_chunk(manifest["codecs"][f], chunks[base + v], out[f][ti, vi])
+                for slots, codec, chunk, zeroed, rotation in plan:
+                    decode_chunk(codec, chunks[chunk], slots[ti], zeroed, rotation)
             except FileNotFoundError:
                 raise StoreError(f"{path} is missing: {redo_hint(dataset, split)}") from None
             except ValueError as exc:
                 raise StoreError(f"{path} is {exc}: {redo_hint(dataset, split)}") from None
+
+        jobs = list(enumerate(frames))
+        if self.threads > 1 and len(jobs) > 1:
+            for _ in self._executor().map(decode_frame, jobs):
+                pass  # map re-raises the first failure, in frame order, and cancels what has not started
+        else:
+            for job in jobs:
+                decode_frame(job)
+        return out
+
+    def _assemble(self, manifest: dict, static: dict[str, np.ndarray], frames: list[int], cams: list[int],
+                  fields: list[str] | None, shift_time: bool, pixels: bool = True,
+                  recycle: bool = False) -> clip.Sequence:
+        """A Sequence of the given frame and camera positions; pixels=False leaves every per-pixel field
+        None and images a zero-size placeholder."""
+        meta = manifest["meta"]
+        t_count = len(frames)
+        if pixels:
+            out = self._decode_pixels(manifest, frames, cams, fields, recycle=recycle)
+        else:
+            out = {"images": np.empty((t_count, len(cams), 0, 0, 3), np.uint8)}
         idx = np.asarray(frames, np.int64)
         cam_idx = np.asarray(cams, np.int64)
         seq_meta = json.loads(json.dumps(meta))
@@ -358,6 +412,26 @@ class Store:
             **{f: out.get(f) for f in ("images", *clip.PER_PIXEL_FIELDS)})
 
 
+_scratch = threading.local()
+
+
+def _read_file(path: Path, size: int) -> memoryview:
+    """The bytes of `path` (expected `size`) in a buffer of this thread that the next call overwrites: a
+    fresh ~200 KB bytes object per frame file costs page faults on every read."""
+    buf = getattr(_scratch, "buf", None)
+    if buf is None or len(buf) < size + 1:
+        buf = _scratch.buf = bytearray(max(size + 1, 2 * len(buf or b"")))
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as fh:
+        filled = 0
+        while filled <= size:  # one byte more than expected, so that a longer file shows
+            got = fh.readinto(view[filled:size + 1])
+            if not got:
+                break
+            filled += got
+    return view[:filled]
+
+
 # -- reading helpers ---------------------------------------------------------------------------------------
 def read_manifest(path: Path, dataset: str, split: str) -> dict[str, Any]:
     """Parse and version-check a manifest; StoreError naming the file otherwise."""
@@ -367,9 +441,9 @@ def read_manifest(path: Path, dataset: str, split: str) -> dict[str, Any]:
         raise StoreError(f"{path} is unreadable or corrupt ({exc}): {redo_hint(dataset, split)}") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != STORE_FORMAT:
         raise StoreError(f"{path} is not a slarm-bench store manifest: {redo_hint(dataset, split)}")
-    if manifest.get("store_version") != STORE_VERSION:
+    if manifest.get("store_version") not in READABLE_STORE_VERSIONS:
         raise StoreError(f"{path} has store version {manifest.get('store_version')}, this slarm-bench reads "
-                         f"{STORE_VERSION}: {redo_hint(dataset, split)}")
+                         f"{' and '.join(map(str, READABLE_STORE_VERSIONS))}: {redo_hint(dataset, split)}")
     if manifest.get("schema_version") != clip.SCHEMA_VERSION:
         raise StoreError(f"{path} has schema version {manifest.get('schema_version')}, this slarm-bench "
                          f"reads {clip.SCHEMA_VERSION}: {redo_hint(dataset, split)}")

@@ -11,11 +11,15 @@ so that a reader decodes only the fields and cameras it asks for. Layout (little
 Each chunk is one zstd frame (with its content checksum, so a flipped bit fails on read) of the camera's
 [H,W,...] array after a cheap, exactly invertible transform chosen per field:
 
+    sparse        the non-zero pixels only (a pixel is zero when every byte of it is zero, so -0.0 and NaN
+                  are kept): u32 count N, N u32 index deltas (first delta = first flat pixel index), then
+                  the N pixel values [N,C] as they are. Decoding scatters N values into a zeroed output and
+                  can rotate [N,3] vectors on the way (re-anchoring flow touches only moving pixels).
     u8-rowdelta   uint8 images: each row minus the row above (mod 256); smooth images give small residuals
-    shuffle       4-byte values (float32, int32): bytes of equal significance grouped together, which turns
-                  smooth depth and mostly-zero flow into long runs
-    packbits      bool masks: 8 pixels per byte
-    raw           bytes as they are (everything but images, see FIELD_TRANSFORMS)
+    shuffle       4-byte values (float32, int32): bytes of equal significance grouped together (read only:
+                  written by no field now, kept so that older stores stay readable)
+    packbits      bool masks: 8 pixels per byte (read only, as shuffle)
+    raw           bytes as they are
 
 Decoding writes straight into a caller-provided slot of the output window (no per-frame arrays).
 """
@@ -28,20 +32,24 @@ import threading
 import numpy as np
 import zstandard
 
+from slarm_bench import geometry
 from slarm_bench.errors import StoreError
 
 MAGIC = b"SLBFRM01"
 _HEADER = struct.Struct("<8sI")
 
 # Field -> transform written by this version (readers accept every transform above, whatever the field).
-# Measured on 160x240 frames (benchmarks/bench_store.py): plain zstd already turns sparse lidar depth,
-# mostly-zero flow, masks stored one byte per pixel and label maps into long runs, and decodes fastest;
-# byte shuffling and bit packing made those chunks larger or no smaller, so only images get a predictor.
+# Measured on 160x240 synthetic frames (benchmarks/bench_store.py), CPU per 20-frame 3-camera window:
+# flow is zero on every static surface (97% of pixels) and must be rotated on every re-anchored load:
+# raw 6 ms to decode + 20 ms to rotate, sparse 4 ms for both. Lidar depth (20% non-zero) decodes as fast
+# sparse as raw and stays sparse at lower densities. Masks, labels and instance ids decode fastest raw (their
+# zero runs are cheap for zstd and a scatter costs more); byte shuffling and bit packing made chunks larger or
+# no smaller. Only images may get a predictor.
 FIELD_TRANSFORMS: dict[str, str] = {
     "images": "u8-rowdelta",
-    "depth": "raw",
+    "depth": "sparse",
     "depth_dense": "raw",
-    "flow": "raw",
+    "flow": "sparse",
     "sky": "raw",
     "dynamic": "raw",
     "ground": "raw",
@@ -98,6 +106,16 @@ def _forward(transform: str, arr: np.ndarray) -> bytes:
         delta = rows.copy()
         np.subtract(rows[1:], rows[:-1], out=delta[1:])
         return delta.tobytes()
+    if transform == "sparse":
+        pixels = _pixels(arr)
+        words = pixels.view(np.dtype(f"u{arr.dtype.itemsize}")) if arr.dtype.itemsize in (1, 2, 4, 8) \
+            else pixels.view(np.uint8)
+        index = np.flatnonzero((words != 0).any(axis=1))
+        if pixels.shape[0] > np.iinfo(np.uint32).max:
+            raise StoreError(f"the sparse codec takes at most 2**32 pixels per image, got {pixels.shape[0]}")
+        deltas = np.diff(index, prepend=0).astype("<u4")
+        return b"".join([np.uint32(index.size).astype("<u4").tobytes(), deltas.tobytes(),
+                         pixels[index].tobytes()])
     if transform == "shuffle":
         if arr.dtype.itemsize != 4:
             raise StoreError(f"the shuffle codec needs 4-byte values, got {arr.dtype}")
@@ -107,6 +125,11 @@ def _forward(transform: str, arr: np.ndarray) -> bytes:
     if transform == "raw":
         return arr.tobytes()
     raise StoreError(f"unknown store transform {transform!r}: this slarm-bench is too old for this store")
+
+
+def _pixels(arr: np.ndarray) -> np.ndarray:
+    """[H,W] or [H,W,C] as [H*W, C] (a view of a C-contiguous array)."""
+    return arr.reshape(arr.shape[0] * arr.shape[1], -1)
 
 
 def _inverse(transform: str, data: bytes, out: np.ndarray) -> None:
@@ -131,30 +154,77 @@ def encode_chunk(field: str, arr: np.ndarray, level: int = DEFAULT_LEVEL,
     return _compressor(level).compress(_forward(transform or FIELD_TRANSFORMS[field], arr))
 
 
-def decode_chunk(codec: str, data: bytes | memoryview, out: np.ndarray) -> None:
+def is_sparse(codec: str) -> bool:
+    """True when `codec` writes only non-zero pixels: decode_chunk is fastest into zeroed output then."""
+    return codec.partition("+")[0] == "sparse"
+
+
+def decode_chunk(codec: str, data: bytes | memoryview, out: np.ndarray, zeroed: bool = False,
+                 rotation: np.ndarray | None = None) -> None:
     """Decompress a chunk written with `codec` into `out` (C-contiguous, the chunk's dtype and shape).
 
+    zeroed=True promises that `out` holds zeros already (a sparse chunk then writes its non-zero pixels only).
+    rotation [3,3] rotates the [H,W,3] vectors with geometry.rotate_vectors (the same float64 arithmetic per
+    pixel, so values equal those of rotating the decoded array; a zero vector stays +0.0).
     Raises ValueError when the bytes are corrupt or of the wrong size; the caller names the file.
     """
     transform, _, entropy = codec.partition("+")
     if entropy != "zstd":
         raise StoreError(f"unknown store codec {codec!r}: this slarm-bench is too old for this store")
-    expected = _encoded_size(transform, out)
+    if not out.flags.c_contiguous:  # a reshape would decode into a silent copy
+        raise StoreError("decode_chunk writes into C-contiguous arrays only: pass a contiguous slot")
+    if rotation is not None and (out.ndim != 3 or out.shape[-1] != 3):
+        raise StoreError(f"rotation applies to [H,W,3] vectors, not an array of shape {list(out.shape)}")
     try:
+        if transform == "sparse":
+            _decode_sparse(_decompressor().decompress(data), out, zeroed, rotation)
+            return
         if transform in _IN_PLACE:
             # Decompress straight into the output: no intermediate bytes object, no copy.
             _read_into(data, memoryview(out.reshape(-1).view(np.uint8)))
             _inverse_in_place(transform, out)
-            return
-        raw = _decompressor().decompress(data)
+        else:
+            raw = _decompressor().decompress(data)
+            expected = _encoded_size(transform, out)
+            if len(raw) != expected:
+                raise ValueError(f"corrupt: a chunk decodes to {len(raw)} bytes, expected {expected}")
+            _inverse(transform, raw, out)
     except zstandard.ZstdError as exc:
         raise ValueError(f"corrupt: a chunk fails to decompress ({exc})") from exc
-    if len(raw) != expected:
-        raise ValueError(f"corrupt: a chunk decodes to {len(raw)} bytes, expected {expected}")
-    _inverse(transform, raw, out)
+    if rotation is not None:  # a dense flow chunk (stores written before flow was sparse)
+        out[...] = geometry.rotate_vectors(rotation, out)
 
 
 _IN_PLACE = ("raw", "u8-rowdelta")
+
+
+def _decode_sparse(raw: bytes, out: np.ndarray, zeroed: bool, rotation: np.ndarray | None) -> None:
+    pixels = _pixels(out)
+    num_pixels, channels = pixels.shape
+    n = int.from_bytes(raw[:4], "little")
+    expected = 4 + 4 * n + n * channels * out.itemsize
+    if len(raw) != expected or len(raw) < 4:
+        raise ValueError(f"corrupt: a sparse chunk decodes to {len(raw)} bytes, expected {expected}")
+    if not zeroed:
+        out.fill(0)
+    if n == 0:
+        return
+    # Deltas are unsigned, so the last index is the largest: one bounds check covers them all. (A zero
+    # delta after the first would repeat a pixel; only a writer bug could make one that passes the zstd
+    # checksum, so it is not scanned for.)
+    index = np.cumsum(np.frombuffer(raw, "<u4", n, 4), dtype=np.intp)
+    if index[-1] >= num_pixels:
+        raise ValueError(f"corrupt: a sparse chunk holds pixel index {index[-1]} of an image of {num_pixels}")
+    values = np.frombuffer(raw, out.dtype, n * channels, 4 + 4 * n)
+    if channels == 1:
+        pixels.reshape(-1)[index] = values
+        return
+    values = values.reshape(n, channels)
+    if rotation is not None:
+        values = geometry.rotate_vectors(rotation, values)
+    # One opaque item per pixel: an index assignment of [N] items is about 10x faster than of [N,C] rows.
+    item = np.dtype((np.void, channels * out.itemsize))
+    pixels.view(item).reshape(-1)[index] = np.ascontiguousarray(values).view(item).reshape(-1)
 
 
 def _read_into(data: bytes | memoryview, dest: memoryview) -> None:

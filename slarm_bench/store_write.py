@@ -20,7 +20,9 @@ from slarm_bench.store_codec import choose_transform, codec_name, encode_chunk, 
 from slarm_bench.store_index import frame_file_name
 
 STORE_FORMAT = "slarm-bench-store"
-STORE_VERSION = 1
+# 2: depth and flow stored sparse (store_codec.py). Readers also read 1 (every field dense).
+STORE_VERSION = 2
+READABLE_STORE_VERSIONS = (1, 2)
 MANIFEST = "manifest.json"
 STATIC_FILE = "sequence.npz"
 FRAMES_DIR = "frames"

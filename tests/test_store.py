@@ -72,17 +72,89 @@ def assert_boxes_equal(a: clip.Boxes, b: clip.Boxes) -> None:
 
 
 # -- codecs ----------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("transform", ["raw", "shuffle", "packbits", "u8-rowdelta"])
+@pytest.mark.parametrize("transform", ["raw", "shuffle", "packbits", "u8-rowdelta", "sparse"])
 def test_every_transform_round_trips(transform: str) -> None:
     rng = np.random.default_rng(1)
     arr = {"packbits": rng.random((7, 9)) < 0.5,
            "u8-rowdelta": rng.integers(0, 256, (7, 9, 3), dtype=np.uint8),
            "shuffle": rng.normal(size=(7, 9, 3)).astype(np.float32),
-           "raw": rng.integers(-5, 5, (7, 9)).astype(np.int32)}[transform]
+           "raw": rng.integers(-5, 5, (7, 9)).astype(np.int32),
+           "sparse": np.where(rng.random((7, 9, 3)) < 0.3, rng.normal(size=(7, 9, 3)), 0).astype(np.float32),
+           }[transform]
     data = encode_chunk("depth", arr, transform=transform)
     out = np.empty_like(arr)
     decode_chunk(codec_name("depth", transform), data, out)
     np.testing.assert_array_equal(out, arr)
+
+
+def _sparse_cases() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(3)
+    depth = np.where(rng.random((H, W)) < 0.2, rng.uniform(1, 80, (H, W)), 0).astype(np.float32)
+    depth[0, 0], depth[0, 1], depth[-1, -1] = -0.0, np.nan, np.inf  # bytes decide what is zero, not ==
+    flow = np.where(rng.random((H, W, 1)) < 0.3, rng.normal(size=(H, W, 3)), 0).astype(np.float32)
+    flow[1, 1] = (0.0, -0.0, 0.0)
+    return {
+        "depth": depth, "flow": flow,
+        "all-zero": np.zeros((H, W, 3), np.float32),
+        "all-non-zero": rng.uniform(0.5, 2, (H, W, 3)).astype(np.float32),
+        "all-non-zero 2d": rng.uniform(0.5, 2, (H, W)).astype(np.float32),
+        "int32": np.where(rng.random((H, W)) < 0.1, rng.integers(-9, 9, (H, W)), 0).astype(np.int32),
+        "bool": rng.random((H, W)) < 0.1, "uint8": rng.integers(0, 3, (H, W)).astype(np.uint8),
+        "one pixel": np.pad(np.ones((1, 1), np.float64), ((H - 1, 0), (W - 1, 0))),
+    }
+
+
+@pytest.mark.parametrize("case", list(_sparse_cases()))
+@pytest.mark.parametrize("zeroed", [False, True])
+def test_sparse_codec_round_trips_bit_exactly(case: str, zeroed: bool) -> None:
+    arr = _sparse_cases()[case]
+    data = encode_chunk("depth", arr, transform="sparse")
+    out = np.zeros_like(arr) if zeroed else np.full_like(arr, 7)  # zeroed=False must clear old contents
+    decode_chunk("sparse+zstd", data, out, zeroed=zeroed)
+    np.testing.assert_array_equal(out.view(np.uint8), arr.view(np.uint8))
+
+
+def test_sparse_codec_stores_only_non_zero_pixels() -> None:
+    import zstandard
+
+    cases = _sparse_cases()
+    dctx = zstandard.ZstdDecompressor()
+    sizes = {k: len(dctx.decompress(encode_chunk("flow", cases[k], transform="sparse")))
+             for k in ("all-zero", "all-non-zero", "flow")}
+    assert sizes["all-zero"] == 4
+    assert sizes["all-non-zero"] == 4 + H * W * (4 + 12)
+    assert sizes["flow"] == 4 + int((cases["flow"].view(np.uint32) != 0).any(-1).sum()) * 16
+
+
+def test_sparse_flow_rotates_as_rotate_vectors() -> None:
+    rng = np.random.default_rng(5)
+    q = rng.normal(size=4)
+    rot = geometry.quaternion_to_matrix(q / np.linalg.norm(q))
+    for case in ("flow", "all-zero", "all-non-zero"):
+        arr = _sparse_cases()[case]
+        for codec, transform in (("sparse+zstd", "sparse"), ("raw+zstd", "raw")):  # raw: stores of version 1
+            out = np.full_like(arr, 3)
+            decode_chunk(codec, encode_chunk("flow", arr, transform=transform), out, rotation=rot)
+            np.testing.assert_array_equal(out, geometry.rotate_vectors(rot, arr), err_msg=f"{case} {codec}")
+    with pytest.raises(StoreError, match=r"\[H,W,3\]"):
+        decode_chunk("sparse+zstd", encode_chunk("depth", _sparse_cases()["depth"], transform="sparse"),
+                     np.zeros((H, W), np.float32), rotation=rot)
+
+
+def test_sparse_codec_detects_malformed_chunks() -> None:
+    import zstandard
+
+    cctx = zstandard.ZstdCompressor(write_content_size=True)
+    out = np.zeros((H, W), np.float32)
+    count_too_big = np.array([5, 0, 1, 1], "<u4").tobytes() + np.ones(3, np.float32).tobytes()
+    out_of_range = np.array([2, 3, H * W], "<u4").tobytes() + np.ones(2, np.float32).tobytes()
+    for payload, message in ((count_too_big, "decodes to"), (out_of_range, "pixel index")):
+        with pytest.raises(ValueError, match=message):
+            decode_chunk("sparse+zstd", cctx.compress(payload), out)
+    with pytest.raises(ValueError, match="corrupt"):
+        decode_chunk("sparse+zstd", b"not zstd at all", out)
+    with pytest.raises(StoreError, match="contiguous"):
+        decode_chunk("raw+zstd", encode_chunk("depth", out[:, :4], transform="raw"), out[:, :4])
 
 
 def test_frame_container_detects_truncation_and_bad_magic() -> None:
@@ -164,6 +236,111 @@ def test_window_reads_only_its_own_frame_files(written) -> None:
     np.testing.assert_array_equal(win.images, seq.images[1:5])
     with pytest.raises(StoreError, match="000000.slf is missing"):
         store.read_window("toy", "mini", "scene-a", [0, 1])
+
+
+def test_flow_and_depth_are_stored_sparse(written) -> None:
+    store, _ = written
+    codecs = store.info("toy", "mini", "scene-a")["codecs"]
+    assert codecs["flow"] == codecs["depth"] == "sparse+zstd"
+    assert store.info("toy", "mini", "scene-a")["store_version"] == store_mod.STORE_VERSION == 2
+
+
+def test_threads_give_the_same_window_and_bad_counts_are_refused(written) -> None:
+    store, seq = written
+    ref = clip.Clip.from_sequence_window(seq, [1, 2, 3, 4])
+    for threads in (1, 3):
+        win = Store(store.root, threads=threads).read_window("toy", "mini", "scene-a", [1, 2, 3, 4])
+        for name in ALL_FIELDS:
+            np.testing.assert_array_equal(getattr(win, name), getattr(ref, name), err_msg=f"{name} {threads}")
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(StoreError, match="threads"):
+            Store(store.root, threads=bad)
+
+
+_INHERITED: list[Store] = []
+
+
+def _read_with_inherited_store(frames: list[int]) -> np.ndarray:
+    return _INHERITED[0].read_window("toy", "mini", "scene-a", frames).images
+
+
+def test_forked_worker_reads_with_its_own_pool(written) -> None:
+    import multiprocessing as mp
+    import pickle
+
+    if "fork" not in mp.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+    store, seq = written
+    store.threads = 2
+    store.read_window("toy", "mini", "scene-a", [0, 1, 2])  # the parent's thread pool exists and is warm
+    _INHERITED[:] = [store]
+    try:
+        with mp.get_context("fork").Pool(1) as pool:
+            # The child inherits the Store with a thread pool whose threads stayed in the parent.
+            images = pool.apply_async(_read_with_inherited_store, ([0, 1, 2],)).get(timeout=60)
+    finally:
+        _INHERITED.clear()
+    np.testing.assert_array_equal(images, seq.images[:3])
+    copy = pickle.loads(pickle.dumps(store))  # spawn-style workers get a pickled Store
+    np.testing.assert_array_equal(copy.read_window("toy", "mini", "scene-a", [4]).images, seq.images[4:5])
+
+
+def test_recycled_window_memory_never_changes_arrays_still_in_use(written) -> None:
+    store, seq = written
+    first = store.read_window("toy", "mini", "scene-a", [0, 1, 2], anchor=False)
+    kept_flow, kept_depth = first.flow[1:], first.depth[2, 0]  # views only
+    want_flow, want_depth = kept_flow.copy(), kept_depth.copy()
+    del first
+    for frames in ([3, 4, 5], [2, 3, 4], [0, 1, 2]):
+        win = store.read_window("toy", "mini", "scene-a", frames)
+        ref = clip.Clip.from_sequence_window(seq, frames)
+        for name in ALL_FIELDS:  # recycled sparse fields are cleared before the next window's scatter
+            np.testing.assert_array_equal(getattr(win, name), getattr(ref, name), err_msg=name)
+        del win
+        np.testing.assert_array_equal(kept_flow, want_flow)
+        np.testing.assert_array_equal(kept_depth, want_depth)
+    # Dropped windows go back to the pool and are reused: no fresh allocation per read.
+    pool = store._buffer_pool()
+    before = {k: len(v) for k, v in pool._free.items()}
+    assert before and all(0 < n <= pool.max_free for n in before.values())
+    win = store.read_window("toy", "mini", "scene-a", [1, 2, 3])
+    assert sum(len(v) for v in pool._free.values()) < sum(before.values())
+    del win
+
+
+def test_store_version_1_stays_readable_and_unknown_versions_are_refused(tmp_path, monkeypatch) -> None:
+    from slarm_bench import store_codec
+
+    seq = make_sequence()
+    monkeypatch.setattr(store_mod, "STORE_VERSION", 1)
+    for field in store_codec.FIELD_TRANSFORMS:  # version 1 wrote every field but images raw
+        if field != "images":
+            monkeypatch.setitem(store_codec.FIELD_TRANSFORMS, field, "raw")
+    store = Store(tmp_path)
+    store.write(seq, split="mini")
+    monkeypatch.undo()
+    info = store.info("toy", "mini", "scene-a")
+    assert info["store_version"] == 1 and info["codecs"]["flow"] == "raw+zstd"
+    win = store.read_window("toy", "mini", "scene-a", [2, 3, 5])
+    ref = clip.Clip.from_sequence_window(seq, [2, 3, 5])
+    for name in ALL_FIELDS:
+        np.testing.assert_array_equal(getattr(win, name), getattr(ref, name), err_msg=name)
+
+    manifest = tmp_path / "toy" / "mini" / "scene-a" / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["store_version"] = 99
+    manifest.write_text(json.dumps(data))
+    with pytest.raises(StoreError, match=r"manifest.json has store version 99, this slarm-bench reads 1 and "
+                                         r"2: re-run `slarm-bench prepare toy --split mini --force`"):
+        Store(tmp_path).read_window("toy", "mini", "scene-a", [0])
+
+
+def test_frame_file_longer_than_written_is_reported(written) -> None:
+    store, _ = written
+    frame = store.root / "toy" / "mini" / "scene-a" / "frames" / "000002.slf"
+    frame.write_bytes(frame.read_bytes() + b"xx")
+    with pytest.raises(StoreError, match="000002.slf is longer than its chunk table"):
+        store.read_window("toy", "mini", "scene-a", [1, 2])
 
 
 # -- atomicity, force, cleanup ---------------------------------------------------------------------------
