@@ -91,7 +91,8 @@ def plot(rows: list[dict], out: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--device", choices=("cpu", "cuda"),
+                    default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--preset", default="slarm-t", help="slarm-t, slarm-b8, ...")
     ap.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="bf16 autocast (CUDA)")
     ap.add_argument("--lengths", type=int, nargs="+", default=list(DEFAULT_LENGTHS))

@@ -51,7 +51,8 @@ def slarm_losses(outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor
     """
     for key in ("rgb", "depth", "alpha", "motion"):
         if key not in outputs:
-            raise SlarmLossError(f"slarm_losses: outputs lack {key!r}; produce them with slarm_training_outputs")
+            raise SlarmLossError(f"slarm_losses: outputs lack {key!r}; produce them with "
+                                 f"slarm_training_outputs")
     if "rgb" not in batch:
         raise SlarmLossError("slarm_losses: the batch lacks the target 'rgb' [B,V,H,W,3]")
     terms: dict[str, torch.Tensor] = {}

@@ -96,7 +96,8 @@ class TextEncoder:
                      if not k.startswith("visual.") and k != "logit_scale"}
             missing, unexpected = model.load_state_dict(state, strict=False)
             if missing or unexpected:
-                raise TextEncoderError(f"CLIP weights {path} do not fit the open_clip {CLIP_MODEL} text tower "
+                raise TextEncoderError(f"CLIP weights {path} do not fit the open_clip {CLIP_MODEL} text "
+                                       f"tower "
                                        f"(missing {missing[:4]}, unexpected {unexpected[:4]}); give the "
                                        f"ViT-B-32 file")
         self.model = model.to(device).eval()
@@ -155,7 +156,8 @@ class SyntheticTeacher(FeatureTeacher):
 
     def targets(self, frame: Clip, t: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         if frame.semantic is None:
-            raise TextEncoderError(f"the synthetic teacher needs semantic labels; {frame.meta.get('dataset')} "
+            raise TextEncoderError(f"the synthetic teacher needs semantic labels; "
+                                   f"{frame.meta.get('dataset')} "
                                    f"clip {frame.meta.get('scene')} has none: use a labelled dataset")
         names = list(frame.meta["label_names"])
         table = self.encoder.encode(names)                                # [L,512]
@@ -238,7 +240,8 @@ def query(model: Any, protocol_or_clip: Any, text: str, out_png: str | os.PathLi
         context, target = window.select(list(protocol.context)), window.select([protocol.targets[0]])
     scene_obj = model.reconstruct(context)
     h, w = target.images.shape[2:4]
-    pred = model.render(scene_obj, target.cam_to_world[0], target.intrinsics[0], float(target.time[0]), (h, w))
+    pred = model.render(scene_obj, target.cam_to_world[0], target.intrinsics[0], float(target.time[0]),
+                        (h, w))
     if pred.features is None:
         raise TextEncoderError(f"model {getattr(model, 'name', model)!r} produces no language features; "
                                f"query needs a language-aligned model such as slarm")

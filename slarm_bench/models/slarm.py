@@ -69,7 +69,7 @@ def _sha256(path: Path) -> str:
 
 
 def shipped_checkpoint(card: str = "slarm-t") -> Path | None:
-    """The checkpoint named by `checkpoint:` in baselines/<card>.yaml (relative to the project), if present."""
+    """The checkpoint named by `checkpoint:` in baselines/<card>.yaml (project-relative), if present."""
     path = cards_dir("baselines") / f"{card}.yaml"
     if not path.is_file():
         return None
@@ -107,7 +107,8 @@ class SlarmModel(StreamingModel):
             state, config = load_safetensors(self.checkpoint)
             cfg = SlarmConfig.from_dict(config)
             self.net = load_into(SlarmNet(cfg), state, f"checkpoint {self.checkpoint}", preset)
-            stem = self.checkpoint.with_suffix("") if self.checkpoint.suffix == ".safetensors" else self.checkpoint
+            ckpt = self.checkpoint
+            stem = ckpt.with_suffix("") if ckpt.suffix == ".safetensors" else ckpt
             self._checkpoint_sha = _sha256(stem.with_name(stem.name + ".safetensors"))
         else:
             self.net = SlarmNet(cfg or slarm_config(preset))
@@ -184,7 +185,8 @@ class SlarmModel(StreamingModel):
                                   device=self.device)[None]
         with self._autocast():
             out = self.net(img, c2w, k, model_time, window=self._mask_window())
-        return Scene(gaussians=self._gaussians(out, times), sky=out.sky_tokens.float().mean(dim=(1, 2))[:, None],
+        sky = out.sky_tokens.float().mean(dim=(1, 2))[:, None]
+        return Scene(gaussians=self._gaussians(out, times), sky=sky,
                      affine=out.affine.mean(dim=1), payload={"fps": self._fps(context), "frames": out})
 
     def start(self) -> StreamState:
@@ -199,7 +201,8 @@ class SlarmModel(StreamingModel):
 
     def _check_frame(self, state: StreamState, frame: Clip) -> tuple[float, float]:
         if frame.num_frames != 1:
-            raise SlarmInputError(f"{self.name}.step takes one timestep (all cameras), got {frame.num_frames}; "
+            raise SlarmInputError(f"{self.name}.step takes one timestep (all cameras), got "
+                                  f"{frame.num_frames}; "
                                   f"pass clip.select([i])")
         t, fps = float(frame.time[0]), self._fps(frame)
         if state.last_time is not None:
@@ -231,7 +234,8 @@ class SlarmModel(StreamingModel):
                 kk, vv = kk[:, :, max(0, kk.shape[2] - keep * n):], vv[:, :, max(0, vv.shape[2] - keep * n):]
             new_kv.append((kk, vv))
         cached = new_kv[0][0].shape[2] // n
-        own = {"gaussians": self._gaussians(out, np.array([t])), "sky": out.sky_tokens.float().mean(dim=(1, 2)),
+        own = {"gaussians": self._gaussians(out, np.array([t])),
+               "sky": out.sky_tokens.float().mean(dim=(1, 2)),
                "affine": out.affine[:, 0]}
         span = self.render_timesteps or (None if self.attention == "full" else self.window)
         kept = (state.kept + [own])[-span:] if span else state.kept + [own]
@@ -258,7 +262,8 @@ class SlarmModel(StreamingModel):
                      background=background, color_transform=affine, features=True, flow=True,
                      flow_dt=1.0 / scene.payload["fps"], near=self.cfg.near, far=self.cfg.far)
         feats = self.net.decode_features(out.features[0])
-        semantic = predict_semantic(feats, self.class_embeddings(), others_index=SLARM_CLASSES.index("others"))
+        semantic = predict_semantic(feats, self.class_embeddings(),
+                                    others_index=SLARM_CLASSES.index("others"))
         return Prediction(rgb=out.rgb[0].clamp(0, 1), depth=out.depth[0], flow=out.flow[0], semantic=semantic,
                           features=feats)
 

@@ -299,7 +299,7 @@ class SlarmNet(nn.Module):
             raise SlarmConfigError(f"SlarmNet: images must be [B,T,V,3,H,W], got {tuple(images.shape)}")
         if images.shape[2] != cfg.num_cameras:
             raise SlarmConfigError(f"SlarmNet: {images.shape[2]} cameras given but the model has "
-                                   f"{cfg.num_cameras} (one affine token each); pass {cfg.num_cameras} cameras")
+                                   f"{cfg.num_cameras} (one affine token each); pass that many")
         if tuple(images.shape[-2:]) != cfg.image_size:
             raise SlarmConfigError(f"SlarmNet: images are {tuple(images.shape[-2:])} but the model is built "
                                    f"for {cfg.image_size}; resize the images or build the config for them")
