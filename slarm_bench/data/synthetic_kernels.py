@@ -11,8 +11,14 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
+
+try:
+    import numba
+except ImportError as err:  # a hard dependency: the numpy fallback would be tens of times slower
+    raise ImportError(
+        "the synthetic dataset generator needs numba: install it with `pip install 'numba>=0.60'`"
+    ) from err
 
 BOX, CYLINDER, SPHERE = 0, 1, 2
 EPS = 1e-6
