@@ -166,6 +166,7 @@ def generate_sequence(
     c2w = camera_poses(world, times)
     cams = [_CameraRays.make(world, c2w[0, v], k, height, width) for v in range(len(CAMERA_NAMES))]
     buffers = kernels.pixel_buffers(height * width)
+    lidar_ground: dict[float, np.ndarray] = {}
     l_dirs, l_el, l_az = lidar_directions(lidar_azimuth_step_deg)
     ego = world.ego.position(times)
     static_corners = world.scenery.corners()
@@ -192,7 +193,7 @@ def generate_sequence(
         # Lidar: one instantaneous sweep of the front sector from the roof.
         origin = ego[f] + np.asarray(LIDAR_MOUNT)
         rects = rc.lidar_rects(prims, corners, origin, l_el, l_az)
-        t_hit, idx = rc.cast(origin, l_dirs, prims, rects, t_max=rc.ground_hits(origin, l_dirs))
+        t_hit, idx = rc.cast(origin, l_dirs, prims, rects, t_max=_ground_hits(origin, l_dirs, lidar_ground))
         ok = np.isfinite(t_hit) & (t_hit <= LIDAR_MAX_RANGE)
         points = origin + t_hit[ok][:, None] * l_dirs[ok]
         owner = np.where(idx[ok] >= 0, prims.owner[np.maximum(idx[ok], 0)], -1)
@@ -268,6 +269,7 @@ class _CameraRays:
     dirs: np.ndarray
     norm: np.ndarray
     sky: np.ndarray
+    ground: dict[float, np.ndarray] = dataclasses.field(default_factory=dict)  # for `_ground_hits`
 
     @classmethod
     def make(
@@ -276,6 +278,15 @@ class _CameraRays:
         dirs = _camera_directions(cam_to_world, k, height, width)
         sky = shade.sky_colour(world, dirs.reshape(-1, 3).astype(np.float32))
         return cls(dirs, np.sqrt((dirs * dirs).sum(-1)), sky)
+
+
+def _ground_hits(origin: np.ndarray, dirs: np.ndarray, memo: dict[float, np.ndarray]) -> np.ndarray:
+    """rc.ground_hits of fixed directions, memoised by origin height (all it depends on): the rig never
+    changes height, so each sequence computes it once per camera and once for the lidar."""
+    height = float(origin[2])
+    if height not in memo:
+        memo[height] = rc.ground_hits(origin, dirs)
+    return memo[height]
 
 
 def _render_camera(
@@ -299,7 +310,7 @@ def _render_camera(
     height, width = dirs.shape[:2]
     origin = cam_to_world[:3, 3]
     rects = rc.camera_rects(corners, geometry.invert_pose(cam_to_world), k, height, width)
-    t_hit, idx = rc.cast(origin, dirs, prims, rects, t_max=rc.ground_hits(origin, dirs))
+    t_hit, idx = rc.cast(origin, dirs, prims, rects, t_max=_ground_hits(origin, dirs, cam.ground))
     t_hit, idx = t_hit.reshape(-1), idx.reshape(-1)
     sky = ~np.isfinite(t_hit)
     # Sort pixels by surface type (sky, ground, then material x kind) once, so that every texture works on
