@@ -1,6 +1,11 @@
 """Store benchmark: bytes per frame, per-field sizes, write time, and 20-frame window loads per second.
 
-    .venv/bin/python benchmarks/bench_store.py [--frames 40] [--windows 60] [--workers 2]
+    .venv/bin/python benchmarks/bench_store.py [--frames 40] [--windows 60] [--workers 2] [--fields a,b]
+
+Loads are timed three ways: one process decoding in its calling thread, one process with `--workers`
+decoding threads (Store(threads=...)), and `--workers` processes of one thread each. Each prints wall-clock
+windows/s and CPU time per window (user + system, all threads): on a machine shared with other work the
+wall figures drop, while CPU ms per window says what a free core would do.
 
 Uses slarm_bench.data.synthetic.generate_sequence when it exists (realistic synthetic bytes), else a
 ray-cast stand-in scene (road, sidewalks, building walls, sky, moving and parked cars, lidar-like sparse
@@ -141,13 +146,16 @@ def make_sequence(seed: int, num_frames: int) -> tuple[clip.Sequence, str]:
     return generate_sequence(seed=seed, height=160, width=240, num_frames=num_frames), "synthetic generator"
 
 
-def _load_windows(args: tuple[str, str, str, str, list[list[int]]]) -> tuple[int, float, float]:
+def _load_windows(args: tuple[str, str, str, str, list[list[int]], int, list[str] | None]
+                  ) -> tuple[int, float, float]:
     """(windows, wall seconds, CPU seconds of this process) for loading `windows`, re-anchored."""
-    root, dataset, split, scene, windows = args
-    store = Store(root)
+    root, dataset, split, scene, windows, threads, fields = args
+    store = Store(root, threads=threads)
+    store.read_window(dataset, split, scene, windows[0], fields=fields)  # warm: page cache, manifest, pools
     t0, c0 = time.perf_counter(), time.process_time()
     for frames in windows:
-        store.read_window(dataset, split, scene, frames)
+        clip_ = store.read_window(dataset, split, scene, frames, fields=fields)
+        del clip_  # as a loader does: the window's memory goes back to the store's pool
     return len(windows), time.perf_counter() - t0, time.process_time() - c0
 
 
@@ -169,7 +177,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=40)
     parser.add_argument("--windows", type=int, default=60, help="windows per worker")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="decoding threads, and worker processes")
+    parser.add_argument("--fields", default=None,
+                        help="comma-separated per-pixel fields to load (default: every stored field; '' for "
+                             "images only)")
     args = parser.parse_args()
 
     t0 = time.perf_counter()
@@ -202,21 +213,30 @@ def main() -> None:
         length = 20
         starts = np.random.default_rng(0).integers(0, seq.num_frames - length + 1, args.windows)
         windows = [list(range(s, s + length)) for s in starts]
-        store.read_window(dataset, "bench", scene, windows[0])  # warm the page cache and the meta cache
+        fields = [f for f in args.fields.split(",") if f] if args.fields is not None else None
+        check = store.read_window(dataset, "bench", scene, windows[0], fields=fields)
+        ref = clip.Clip.from_sequence_window(seq, windows[0])
+        same = all(np.array_equal(getattr(check, f), getattr(ref, f))
+                   for f in ("images", "cam_to_world", *(fields or clip.PER_PIXEL_FIELDS)))
+        print(f"loaded window equals Clip.from_sequence_window of the sequence: {same}")
+        del check
+        what = f"fields {fields}" if fields is not None else "every field"
         print(f"load average before timing: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores "
               "(other work on the machine slows the wall-clock figures)")
-        n, secs, cpu = _load_windows((tmp, dataset, "bench", scene, windows))
-        print(f"1 process: {n / secs:.1f} windows/s wall ({1e3 * secs / n:.1f} ms per 20-frame "
-              "3-camera window, "
-              f"every field, re-anchored); CPU {1e3 * cpu / n:.1f} ms per window, i.e. "
-              f"{n / cpu:.1f} windows/s per fully available core")
-        t0 = time.perf_counter()
+        for threads in sorted({1, args.workers}):
+            n, secs, cpu = _load_windows((tmp, dataset, "bench", scene, windows, threads, fields))
+            print(f"1 process, {threads} decoding thread(s): {n / secs:.1f} windows/s wall "
+                  f"({1e3 * secs / n:.1f} ms per 20-frame 3-camera window, {what}, re-anchored); "
+                  f"CPU {1e3 * cpu / n:.1f} ms per window, i.e. {n / cpu:.1f} windows/s per free core")
+        store.threads = 1
+        t0, c0 = time.perf_counter(), time.process_time()
         for frames in windows[:20]:
-            store.read_window(dataset, "bench", scene, frames, anchor=False)
-        print(f"1 process, no re-anchoring: {20 / (time.perf_counter() - t0):.1f} windows/s")
+            store.read_window(dataset, "bench", scene, frames, fields=fields, anchor=False)
+        print(f"1 process, 1 thread, no re-anchoring: {20 / (time.perf_counter() - t0):.1f} windows/s wall, "
+              f"CPU {1e3 * (time.process_time() - c0) / 20:.1f} ms per window")
         if args.workers > 1:
             ctx = mp.get_context("fork")
-            jobs = [(tmp, dataset, "bench", scene, windows)] * args.workers
+            jobs = [(tmp, dataset, "bench", scene, windows, 1, fields)] * args.workers
             t0 = time.perf_counter()
             with ctx.Pool(args.workers) as pool:
                 results = pool.map(_load_windows, jobs)
@@ -224,10 +244,10 @@ def main() -> None:
             total = sum(r[0] for r in results)
             busy = max(r[1] for r in results)
             cpu_per_window = sum(r[2] for r in results) / total
-            print(f"{args.workers} worker processes: CPU {1e3 * cpu_per_window:.1f} ms per window, i.e. "
-                  f"{args.workers / cpu_per_window:.1f} windows/s if {args.workers} cores were free")
-            print(f"{args.workers} worker processes: {total / busy:.1f} windows/s while loading "
-                  f"({total / wall:.1f} windows/s including pool start-up)")
+            print(f"{args.workers} processes x 1 thread: {total / busy:.1f} windows/s wall while loading "
+                  f"({total / wall:.1f} including pool start-up); CPU {1e3 * cpu_per_window:.1f} ms per "
+                  f"window, i.e. {args.workers / cpu_per_window:.1f} windows/s if {args.workers} cores were "
+                  "free")
 
 
 if __name__ == "__main__":

@@ -19,13 +19,10 @@ Everything is lossless (the manifest says so per field in "lossless").
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import os
 import secrets
 import shutil
-import threading
 from collections.abc import Sequence as _Seq
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -37,13 +34,17 @@ from slarm_bench import clip, config
 from slarm_bench import store_write as _w
 from slarm_bench.errors import StoreError, check_name
 from slarm_bench.store_buffers import BufferPool
-from slarm_bench.store_codec import (
-    DEFAULT_LEVEL,
-    decode_chunk,
-    is_sparse,
-    unpack_frame,
+from slarm_bench.store_codec import DEFAULT_LEVEL
+from slarm_bench.store_index import ValidationReport, build_index_tables
+from slarm_bench.store_read import (
+    check_fields,
+    check_frames,
+    decode_pixels,
+    default_threads,
+    read_manifest,
+    read_static,
+    redo_hint,
 )
-from slarm_bench.store_index import ValidationReport, build_index_tables, frame_file_name
 from slarm_bench.store_write import (
     _BOX_PREFIX,
     _EXTRA_PREFIX,
@@ -51,28 +52,11 @@ from slarm_bench.store_write import (
     INDEX_DIR,
     MANIFEST,
     OLD_MARK,
-    READABLE_STORE_VERSIONS,
-    STATIC_FILE,
-    STORE_FORMAT,
     STORE_VERSION,
     TMP_MARK,
 )
 
 __all__ = ["Store", "StoreError", "ValidationReport", "STORE_VERSION"]
-
-
-def redo_hint(dataset: str, split: str) -> str:
-    return f"re-run `slarm-bench prepare {dataset} --split {split} --force`"
-
-
-def default_threads() -> int:
-    """Decoding threads of a Store by default: the usable cores, at most 4 (zstd and numpy release the GIL,
-    so one process loading a window uses them all; a process among several loaders should pass threads=1)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(4, cores))
 
 
 class Store:
@@ -203,7 +187,7 @@ class Store:
         """
         manifest, static = self._load(dataset, split, scene)
         names = list(manifest["meta"]["camera_names"])
-        frames = _check_frames(frames, int(manifest["num_frames"]), self._scene_dir(dataset, split, scene))
+        frames = check_frames(frames, int(manifest["num_frames"]), self._scene_dir(dataset, split, scene))
         wanted = [names.index(check_name("camera", c, names)) for c in (cameras or names)]
         if not anchor:
             seq = self._assemble(manifest, static, frames, wanted, fields, shift_time=True, recycle=True)
@@ -293,7 +277,7 @@ class Store:
         if hit is not None and hit[0] == stamp:
             return hit[1], hit[2]
         manifest = read_manifest(path, dataset, split)
-        static = _read_static(folder, manifest, dataset, split)
+        static = read_static(folder, manifest, dataset, split)
         self._cache[folder] = (stamp, manifest, static)
         return manifest, static
 
@@ -334,49 +318,12 @@ class Store:
     def _decode_pixels(self, manifest: dict, frames: list[int], cams: list[int], fields: list[str] | None,
                        flow_rotation: np.ndarray | None = None,
                        recycle: bool = False) -> dict[str, np.ndarray]:
-        """Per-pixel fields [T,V,...] of the given frame and camera positions, one array per field, each
-        frame file decoded straight into its slots; flow_rotation [3,3] rotates flow as it is decoded;
-        recycle takes the arrays from the buffer pool (window reads: see store_buffers.py)."""
         meta = manifest["meta"]
-        dataset, split = meta["dataset"], manifest["split"]
-        folder = self._scene_dir(dataset, split, meta["scene"])
-        stored = list(manifest["fields"])
-        wanted = _check_fields(fields, stored, folder)
-        codecs, files = manifest["codecs"], manifest["files"]
-        v_all = len(meta["camera_names"])
-        # Sparse fields start from zeros: their chunks then write the non-zero pixels only.
-        shapes = {f: (len(frames), len(cams), *manifest["shapes"][f][2:]) for f in wanted}
-        if recycle:
-            pool = self._buffer_pool()
-            out = {f: pool.get(shapes[f], manifest["dtypes"][f], is_sparse(codecs[f])) for f in wanted}
-        else:
-            out = {f: (np.zeros if is_sparse(codecs[f]) else np.empty)(shapes[f], manifest["dtypes"][f])
-                   for f in wanted}
-        plan = [(out[f][:, vi], codecs[f], stored.index(f) * v_all + v, is_sparse(codecs[f]),
-                 flow_rotation if f == "flow" else None)
-                for f in wanted for vi, v in enumerate(cams)]
-
-        def decode_frame(job: tuple[int, int]) -> None:
-            ti, t = job
-            path = folder / frame_file_name(t)
-            try:
-                data = _read_file(path, files[frame_file_name(t)]["bytes"])
-                chunks = unpack_frame(data, len(stored) * v_all)
-                for slots, codec, chunk, zeroed, rotation in plan:
-                    decode_chunk(codec, chunks[chunk], slots[ti], zeroed, rotation)
-            except FileNotFoundError:
-                raise StoreError(f"{path} is missing: {redo_hint(dataset, split)}") from None
-            except ValueError as exc:
-                raise StoreError(f"{path} is {exc}: {redo_hint(dataset, split)}") from None
-
-        jobs = list(enumerate(frames))
-        if self.threads > 1 and len(jobs) > 1:
-            for _ in self._executor().map(decode_frame, jobs):
-                pass  # map re-raises the first failure, in frame order, and cancels what has not started
-        else:
-            for job in jobs:
-                decode_frame(job)
-        return out
+        folder = self._scene_dir(meta["dataset"], manifest["split"], meta["scene"])
+        wanted = check_fields(fields, list(manifest["fields"]), folder)
+        executor = self._executor() if self.threads > 1 and len(frames) > 1 else None
+        return decode_pixels(folder, manifest, frames, cams, wanted, flow_rotation,
+                             self._buffer_pool() if recycle else None, executor)
 
     def _assemble(self, manifest: dict, static: dict[str, np.ndarray], frames: list[int], cams: list[int],
                   fields: list[str] | None, shift_time: bool, pixels: bool = True,
@@ -412,58 +359,7 @@ class Store:
             **{f: out.get(f) for f in ("images", *clip.PER_PIXEL_FIELDS)})
 
 
-_scratch = threading.local()
-
-
-def _read_file(path: Path, size: int) -> memoryview:
-    """The bytes of `path` (expected `size`) in a buffer of this thread that the next call overwrites: a
-    fresh ~200 KB bytes object per frame file costs page faults on every read."""
-    buf = getattr(_scratch, "buf", None)
-    if buf is None or len(buf) < size + 1:
-        buf = _scratch.buf = bytearray(max(size + 1, 2 * len(buf or b"")))
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as fh:
-        filled = 0
-        while filled <= size:  # one byte more than expected, so that a longer file shows
-            got = fh.readinto(view[filled:size + 1])
-            if not got:
-                break
-            filled += got
-    return view[:filled]
-
-
 # -- reading helpers ---------------------------------------------------------------------------------------
-def read_manifest(path: Path, dataset: str, split: str) -> dict[str, Any]:
-    """Parse and version-check a manifest; StoreError naming the file otherwise."""
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise StoreError(f"{path} is unreadable or corrupt ({exc}): {redo_hint(dataset, split)}") from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != STORE_FORMAT:
-        raise StoreError(f"{path} is not a slarm-bench store manifest: {redo_hint(dataset, split)}")
-    if manifest.get("store_version") not in READABLE_STORE_VERSIONS:
-        raise StoreError(f"{path} has store version {manifest.get('store_version')}, this slarm-bench reads "
-                         f"{' and '.join(map(str, READABLE_STORE_VERSIONS))}: {redo_hint(dataset, split)}")
-    if manifest.get("schema_version") != clip.SCHEMA_VERSION:
-        raise StoreError(f"{path} has schema version {manifest.get('schema_version')}, this slarm-bench "
-                         f"reads {clip.SCHEMA_VERSION}: {redo_hint(dataset, split)}")
-    return manifest
-
-
-def _read_static(folder: Path, manifest: dict, dataset: str, split: str) -> dict[str, np.ndarray]:
-    path = folder / STATIC_FILE
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise StoreError(f"{path} is unreadable ({exc}): {redo_hint(dataset, split)}") from exc
-    entry = manifest["files"].get(STATIC_FILE, {})
-    if hashlib.sha256(data).hexdigest() != entry.get("sha256"):
-        raise StoreError(f"{path} does not match its manifest checksum (changed or truncated after it was "
-                         f"written): {redo_hint(dataset, split)}")
-    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-        return {k: npz[k] for k in npz.files}
-
-
 def _component(kind: str, name: str) -> str:
     """A dataset, split or scene name usable as one folder name."""
     if (not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name
@@ -475,27 +371,3 @@ def _component(kind: str, name: str) -> str:
     return name
 
 
-def _check_frames(frames: _Seq[int], num_frames: int, folder: Path) -> list[int]:
-    out = [int(f) for f in frames]
-    if not out:
-        raise StoreError(f"empty frame list for {folder}: pass at least one frame position")
-    bad = [f for f in out if not 0 <= f < num_frames]
-    if bad:
-        raise StoreError(f"frames {bad} are outside 0..{num_frames - 1} of {folder}: pass frame positions "
-                         "within the sequence")
-    if any(b <= a for a, b in zip(out, out[1:])):
-        raise StoreError(f"frames {out} of {folder} must be strictly increasing")
-    return out
-
-
-def _check_fields(fields: list[str] | None, stored: list[str], folder: Path) -> list[str]:
-    if fields is None:
-        return stored
-    if isinstance(fields, str):
-        raise StoreError(f"fields must be a list of names, got the string {fields!r}")
-    for f in fields:
-        check_name("field", f, ("images", *clip.PER_PIXEL_FIELDS))
-    missing = [f for f in fields if f not in stored]
-    if missing:
-        raise StoreError(f"{folder} has no {missing} (stored: {stored}): drop them from `fields`")
-    return ["images", *[f for f in stored if f in fields and f != "images"]]
