@@ -286,5 +286,27 @@ def regress(protocol: str, models: str | Iterable[str] | None = None, root: str 
         for name in chosen:
             run(name, protocol, root=root, results=tmp, device=device, progress=False)
         current = report.load_results(tmp, protocol)
-        diff, ok = report.compare(current, ref_dir)
+        diff, ok = report.compare(current, ref_dir, models=chosen)
     return RegressOutcome(protocol, ok, report.format_diff(diff), ref_dir)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# query
+def query(text: str, model: str = "slarm", protocol: str = "synthetic-mini", out: str | os.PathLike = "query.png",
+          checkpoint: str | None = None, clip_weights: str | None = None, root: str | os.PathLike | None = None,
+          device: str = "auto") -> Path:
+    """Render the relevance of `text` for the first window of a protocol and write it as a PNG."""
+    from slarm_bench import text as text_module
+    from slarm_bench.models.registry import load_model
+    from slarm_bench.protocols import get_protocol
+    from slarm_bench.store import Store
+
+    if not text or not text.strip():
+        raise SlarmBenchError("empty --text: give a class or phrase, e.g. --text vehicle")
+    options: dict[str, Any] = {"device": resolve_device(device)}
+    if checkpoint:
+        options["checkpoint"] = checkpoint
+    if clip_weights:
+        options["clip_weights"] = clip_weights
+    model_obj = load_model(model, **options)
+    return text_module.query(model_obj, get_protocol(protocol), text, out, store=Store(config.data_root(root)))

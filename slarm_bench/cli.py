@@ -145,7 +145,81 @@ def _cmd_regress(args: argparse.Namespace) -> int:
     return 0 if outcome.ok else 1
 
 
-SUBCOMMANDS = [_add_prepare, _add_list, _add_validate, _add_run, _add_report, _add_regress]
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a reference model (storm-t, static-t, slarm-t, ...)",
+                       description="Train a reference model on prepared data; resumes from the latest "
+                                   "checkpoint in --out-dir. Runs under torchrun for DDP.")
+    p.add_argument("--model", required=True, help="preset to train, e.g. storm-t, static-t, slarm-t")
+    p.add_argument("--dataset", default="synthetic")
+    p.add_argument("--out-dir", required=True, help="checkpoints, logs and the exported weights go here")
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=4e-4)
+    p.add_argument("--ckpt-every", type=int, default=500)
+    p.add_argument("--max-minutes", type=float, default=None, help="stop and export after this long")
+    p.add_argument("--root", default=None, help="store root (default $SLARM_BENCH_DATA or ./data/prepared)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--workers", type=int, default=4, help="data-loader worker processes")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_train)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from slarm_bench import api_models
+
+    result = api_models.train(args.model, dataset=args.dataset, out_dir=args.out_dir, steps=args.steps,
+                              batch_size=args.batch_size, lr=args.lr, ckpt_every=args.ckpt_every,
+                              max_minutes=args.max_minutes, data_root=args.root, device=args.device,
+                              num_workers=args.workers, seed=args.seed)
+    print(f"trained {args.model} to step {result['step']}: final loss {result['final_loss']:.4f}, "
+          f"PSNR {result['final_psnr']:.2f} dB -> {result['export']} (sha256 {result['sha256'][:12]})")
+    return 0
+
+
+def _add_convert(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("convert-checkpoint", help="official STORM .pth -> safetensors + JSON config",
+                       description="Convert an official STORM checkpoint (a pickle) to safetensors + JSON, "
+                                   "so later runs need no pickle. Needs --trust-pickle.")
+    p.add_argument("src", help="official checkpoint file (.pth)")
+    p.add_argument("dst", help="output path stem: writes DST.safetensors and DST.json")
+    p.add_argument("--preset", default="storm-b8")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="allow unpickling SRC (runs code from the file: only for files you trust)")
+    p.set_defaults(func=_cmd_convert)
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from slarm_bench import api_models
+
+    out = api_models.convert_checkpoint(args.src, args.dst, preset=args.preset, trust_pickle=args.trust_pickle)
+    print(" ".join(f"{k}={v}" for k, v in out.items()))
+    return 0
+
+
+def _add_query(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("query", help="open-vocabulary relevance map of a text for one window (PNG)")
+    p.add_argument("--text", required=True, help='class or phrase, e.g. "vehicle"')
+    p.add_argument("--model", default="slarm")
+    p.add_argument("--protocol", default="synthetic-mini", help="its first window is rendered")
+    p.add_argument("--out", default="query.png")
+    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--clip-weights", default=None, help="open_clip ViT-B-32 text-tower weights file")
+    p.add_argument("--root", default=None)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_cmd_query)
+
+
+def _cmd_query(args: argparse.Namespace) -> int:
+    from slarm_bench import api
+
+    print(api.query(args.text, model=args.model, protocol=args.protocol, out=args.out,
+                    checkpoint=args.checkpoint, clip_weights=args.clip_weights, root=args.root,
+                    device=args.device))
+    return 0
+
+
+SUBCOMMANDS = [_add_prepare, _add_list, _add_validate, _add_run, _add_report, _add_regress, _add_train,
+               _add_convert, _add_query]
 
 
 def build_parser() -> argparse.ArgumentParser:

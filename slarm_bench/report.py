@@ -417,7 +417,8 @@ def read_leaderboard(csv: Path) -> pd.DataFrame:
     return pd.read_csv(csv, dtype=text_cols, keep_default_na=True)
 
 
-def compare(current: pd.DataFrame, reference_dir: str | os.PathLike) -> tuple[pd.DataFrame, bool]:
+def compare(current: pd.DataFrame, reference_dir: str | os.PathLike,
+            models: list[str] | None = None) -> tuple[pd.DataFrame, bool]:
     """Compare measured rows of `current` (from load_results) with `reference_dir`/leaderboard.csv.
 
     A failure is: a metric worse than the reference by more than its tolerance (tolerances.yaml, absolute,
@@ -425,12 +426,15 @@ def compare(current: pd.DataFrame, reference_dir: str | os.PathLike) -> tuple[pd
     missing now, or a complete reference row whose current run is incomplete. Improvements beyond the
     tolerance are reported as "improved"; models only in `current` as "new". Returns (diff, ok) where diff
     has columns preset, checkpoint, metric, direction, reference, current, delta, tolerance, status.
+    `models` restricts the comparison to those presets of the reference (the ones that were re-run).
     """
     ref_dir = Path(reference_dir)
     ref = read_leaderboard(ref_dir / "leaderboard.csv")
     tol = _tolerances(ref_dir / "tolerances.yaml")
     if "paper" in ref:
         ref = ref[~ref["paper"].astype(bool)]
+    if models is not None:
+        ref = ref[ref["preset"].isin(models)]
     protocols = set(ref["protocol"].dropna()) if "protocol" in ref else set()
     cur = current
     if protocols and "protocol" in cur:

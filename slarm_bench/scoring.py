@@ -23,7 +23,7 @@ from slarm_bench.metrics.semantic import SemanticMetric
 from slarm_bench.models.base import Model, Prediction
 from slarm_bench.protocols import Protocol
 
-IMAGE_MASKS = ("full", "nonsky", "dynamic")
+IMAGE_MASKS = ("full", "nonsky", "dynamic", "static")
 
 
 class AcceleratingFlowMetric(FlowMetric):

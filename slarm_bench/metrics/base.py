@@ -166,6 +166,8 @@ MASKS: dict[str, tuple[str, str | None, Callable[[Sample], torch.Tensor | None]]
     "full": ("", None, lambda s: None),
     "nonsky": ("_nonsky", "sky", lambda s: ~s.sky.bool()),
     "dynamic": ("_dynamic", "dynamic", lambda s: s.dynamic.bool()),
+    # Static scene: neither sky nor a moving object (needs both masks; the sky check is in `sample_mask`).
+    "static": ("_static", "dynamic", lambda s: ~s.dynamic.bool() & ~s.sky.bool()),
 }
 
 
@@ -175,6 +177,8 @@ def sample_mask(sample: Sample, variant: str, metric: str) -> torch.Tensor | Non
     _, field, fn = MASKS[variant]
     if field is not None:
         sample.require(field, metric=f"{metric} ({variant})")
+    if variant == "static":
+        sample.require("sky", metric=f"{metric} ({variant})")
     return fn(sample)
 
 

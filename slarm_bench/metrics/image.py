@@ -174,18 +174,25 @@ class PSNRMetric(Metric):
     name, higher_is_better, unit = "psnr", True, "dB"
     chunk_size = 2
 
-    def __init__(self, masks: Sequence[str] = ("full",)) -> None:
+    def __init__(self, masks: Sequence[str] = ("full",), max_db: float | None = 100.0) -> None:
+        # An exact prediction has PSNR +inf, which makes every mean over images +inf (a 1-pixel dynamic
+        # region copied unchanged does it); capping at max_db (MSE floored at 10^(-max_db/10)) keeps the
+        # means finite and is recorded in the notes. max_db=None gives the uncapped definition.
         self.masks = _check_masks(masks)
+        self.max_db = max_db
+        cap = f"; capped at {max_db:g} dB (MSE floored at 1e{-max_db / 10:g})" if max_db is not None else ""
         super().__init__(
-            ValueSpec(f"psnr{MASKS[m][0]}", True, "dB", notes=f"mask={m}; pred clamped to [0,1]")
+            ValueSpec(f"psnr{MASKS[m][0]}", True, "dB", notes=f"mask={m}; pred clamped to [0,1]{cap}")
             for m in self.masks
         )
 
     def _values(self, sample: Sample) -> dict[str, tuple[torch.Tensor, None]]:
         sample.require("rgb", "gt_rgb", metric=self.name)
         se = squared_error(sample.rgb, sample.gt_rgb)  # one error image serves every mask variant
+        floor = 0.0 if self.max_db is None else 10.0 ** (-self.max_db / 10.0)
         return {
-            key: (-10.0 * torch.log10(mse_from_squared_error(se, sample_mask(sample, m, self.name))), None)
+            key: (-10.0 * torch.log10(mse_from_squared_error(se, sample_mask(sample, m, self.name))
+                                      .clamp_min(floor)), None)
             for key, m in zip(self.specs, self.masks)
         }
 
