@@ -64,6 +64,8 @@ class Store:
 
     `threads` frame files are decoded at once by read_window and read_sequence (default_threads() when None;
     1 decodes in the calling thread). The pool is per process: a forked worker makes its own on first use.
+    The arrays of a window belong to the caller; once every array and view of a window is gone, the store
+    reuses that memory for a later window (store_buffers.py), which saves the kernel mapping it afresh.
     """
 
     def __init__(self, root: str | os.PathLike | None = None, threads: int | None = None) -> None:
@@ -73,7 +75,7 @@ class Store:
             raise StoreError(f"threads must be a positive int or None (default {default_threads()}), "
                              f"got {threads!r}")
         self.threads: int = default_threads() if threads is None else threads
-        self._pool: tuple[int, ThreadPoolExecutor] | None = None
+        self._pool: tuple[int, int, ThreadPoolExecutor] | None = None
         self._buffers: tuple[int, BufferPool] | None = None
 
     def __repr__(self) -> str:
@@ -305,9 +307,10 @@ class Store:
 
     def _executor(self) -> ThreadPoolExecutor:
         # A pool inherited through fork has no threads behind it: each process makes its own.
-        if self._pool is None or self._pool[0] != os.getpid():
-            self._pool = (os.getpid(), ThreadPoolExecutor(self.threads, thread_name_prefix="slarm-store"))
-        return self._pool[1]
+        if self._pool is None or self._pool[:2] != (os.getpid(), self.threads):
+            self._pool = (os.getpid(), self.threads,
+                          ThreadPoolExecutor(self.threads, thread_name_prefix="slarm-store"))
+        return self._pool[2]
 
     def _buffer_pool(self) -> BufferPool:
         # Per process too: a lock held by another thread at fork time would never be released in the child.

@@ -20,8 +20,10 @@ import weakref
 
 import numpy as np
 
-# Free blocks kept per (shape, dtype): enough for a loader that holds one window while reading the next.
-MAX_FREE_PER_SHAPE = 2
+# Free blocks kept: per (shape, dtype) enough for a loader that holds one window while reading the next
+# (fields share a key: a window has four bool masks of one shape), and at most this many bytes in all.
+MAX_FREE_PER_SHAPE = 8
+MAX_FREE_BYTES = 1 << 30
 
 
 class _Block(np.ndarray):
@@ -31,10 +33,12 @@ class _Block(np.ndarray):
 class BufferPool:
     """Arrays of a given shape and dtype, recycled after their last user is gone (thread-safe)."""
 
-    def __init__(self, max_free_per_shape: int = MAX_FREE_PER_SHAPE) -> None:
+    def __init__(self, max_free_per_shape: int = MAX_FREE_PER_SHAPE,
+                 max_free_bytes: int = MAX_FREE_BYTES) -> None:
         self._free: dict[tuple, list[_Block]] = {}
+        self._free_bytes = 0
         self._lock = threading.Lock()
-        self.max_free = int(max_free_per_shape)
+        self.max_free, self.max_free_bytes = int(max_free_per_shape), int(max_free_bytes)
         self.recycling = True
 
     def get(self, shape: tuple[int, ...], dtype: np.dtype, zero: bool) -> np.ndarray:
@@ -47,6 +51,8 @@ class BufferPool:
         with self._lock:
             free = self._free.get(key)
             block = free.pop() if free else None
+            if block is not None:
+                self._free_bytes -= block.nbytes
         if block is None:
             block = np.ndarray.__new__(_Block, key[0], dtype)
         if zero:
@@ -62,10 +68,12 @@ class BufferPool:
     def _release(self, key: tuple, block: _Block) -> None:
         with self._lock:
             free = self._free.setdefault(key, [])
-            if len(free) < self.max_free:
+            if len(free) < self.max_free and self._free_bytes + block.nbytes <= self.max_free_bytes:
                 free.append(block)
+                self._free_bytes += block.nbytes
 
     def clear(self) -> None:
         """Drop every free block (arrays still in use are unaffected)."""
         with self._lock:
             self._free.clear()
+            self._free_bytes = 0

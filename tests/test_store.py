@@ -308,6 +308,24 @@ def test_recycled_window_memory_never_changes_arrays_still_in_use(written) -> No
     del win
 
 
+def test_buffer_pool_keeps_freed_blocks_within_its_limits() -> None:
+    from slarm_bench.store_buffers import BufferPool
+
+    pool = BufferPool(max_free_per_shape=3, max_free_bytes=4 * 40)
+    blocks = [pool.get((10,), np.float32, zero=False) for _ in range(5)]  # 40 bytes each
+    addresses = {b.ctypes.data for b in blocks}
+    view = blocks[0][2:5]
+    del blocks
+    assert sum(len(v) for v in pool._free.values()) == 3  # the view keeps the first block in use
+    view[:] = 1
+    again = pool.get((10,), np.float32, zero=True)
+    assert again.ctypes.data in addresses and not again.any()  # reused and cleared
+    small = BufferPool(max_free_per_shape=8, max_free_bytes=50)
+    pair = [small.get((10,), np.float32, zero=False) for _ in range(2)]
+    del pair
+    assert small._free_bytes == 40  # the second block would exceed the byte budget
+
+
 def test_store_version_1_stays_readable_and_unknown_versions_are_refused(tmp_path, monkeypatch) -> None:
     from slarm_bench import store_codec
 
