@@ -48,14 +48,18 @@ def decode_pixels(folder: Path, manifest: dict, frames: list[int], cams: list[in
     stored = list(manifest["fields"])
     codecs, files = manifest["codecs"], manifest["files"]
     v_all = len(meta["camera_names"])
-    # Sparse fields start from zeros: their chunks then write the non-zero pixels only.
     shapes = {f: (len(frames), len(cams), *manifest["shapes"][f][2:]) for f in wanted}
     if pool is not None:
-        out = {f: pool.get(shapes[f], manifest["dtypes"][f], is_sparse(codecs[f])) for f in wanted}
+        # Recycled memory holds the last window: each sparse slot is cleared by the thread that decodes it,
+        # just before its scatter (in parallel, and while the slot is in cache).
+        out = {f: pool.get(shapes[f], manifest["dtypes"][f], zero=False) for f in wanted}
+        zeroed = dict.fromkeys(wanted, False)
     else:
+        # Fresh zeros from calloc cost nothing until touched: sparse chunks then write non-zero pixels only.
         out = {f: (np.zeros if is_sparse(codecs[f]) else np.empty)(shapes[f], manifest["dtypes"][f])
                for f in wanted}
-    plan = [(out[f][:, vi], codecs[f], stored.index(f) * v_all + v, is_sparse(codecs[f]),
+        zeroed = dict.fromkeys(wanted, True)
+    plan = [(out[f][:, vi], codecs[f], stored.index(f) * v_all + v, zeroed[f],
              flow_rotation if f == "flow" else None)
             for f in wanted for vi, v in enumerate(cams)]
 
