@@ -159,18 +159,34 @@ def _load_windows(args: tuple[str, str, str, str, list[list[int]], int, list[str
     return len(windows), time.perf_counter() - t0, time.process_time() - c0
 
 
-def real_image_sizes() -> list[int] | None:
-    """zstd bytes of real camera JPEGs resized to 160x240 with the store's image codec."""
+def real_image_figures() -> tuple[float, str, float] | None:
+    """(mean KB per camera, transform, CPU ms to decode 60 such images) for real camera JPEGs resized to
+    160x240 and stored as the writer would (its image-transform choice, zstd level), or None without data."""
     from PIL import Image
 
-    from slarm_bench.store_codec import encode_chunk
+    from slarm_bench.store_codec import (
+        DEFAULT_LEVEL,
+        choose_transform,
+        codec_name,
+        decode_chunk,
+        encode_chunk,
+    )
 
     data = ROOT.parent / "shared" / "data" / "nuscenes" / "mmdet3d_demo_scene0061_first_sample" / "samples"
     files = sorted(data.glob("CAM_*/*.jpg"))
     if not files:
         return None
-    return [len(encode_chunk("images", np.asarray(Image.open(f).convert("RGB").resize((240, 160)))))
-            for f in files]
+    images = [np.asarray(Image.open(f).convert("RGB").resize((240, 160))) for f in files]
+    transform = choose_transform("images", images[0], DEFAULT_LEVEL)
+    chunks = [encode_chunk("images", im, DEFAULT_LEVEL, transform) for im in images]
+    out = np.empty((60, 160, 240, 3), np.uint8)
+    best = float("inf")
+    for _ in range(3):
+        c0 = time.process_time()
+        for i in range(60):
+            decode_chunk(codec_name("images", transform), chunks[i % len(chunks)], out[i])
+        best = min(best, time.process_time() - c0)
+    return float(np.mean([len(c) for c in chunks])) / 1e3, transform, 1e3 * best
 
 
 def main() -> None:
@@ -205,10 +221,11 @@ def main() -> None:
         if sizes:
             print("per field, KB per frame: " + ", ".join(
                 f"{k} {v / seq.num_frames / 1e3:.1f}" for k, v in sizes.items()))
-        real = real_image_sizes()
+        real = real_image_figures()
         if real:
-            print(f"real camera images (nuScenes JPEGs resized to 160x240): {np.mean(real) / 1e3:.1f} KB per "
-                  f"camera, so about {3 * np.mean(real) / 1e3:.0f} KB for 3 cameras")
+            print(f"real camera images (nuScenes JPEGs resized to 160x240, {real[1]}): {real[0]:.1f} KB per "
+                  f"camera, so about {3 * real[0]:.0f} KB for 3 cameras; decoding a window's 60 of them "
+                  f"takes {real[2]:.1f} ms CPU (synthetic images: see the per-field line below)")
 
         length = 20
         starts = np.random.default_rng(0).integers(0, seq.num_frames - length + 1, args.windows)

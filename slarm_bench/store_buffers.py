@@ -62,7 +62,7 @@ class BufferPool:
             self.recycling = False
             self.clear()
             return (np.zeros if zero else np.empty)(key[0], dtype)
-        weakref.finalize(out, self._release, key, block)
+        weakref.finalize(out, self._release, key, block).atexit = False  # nothing to give back at exit
         return out
 
     def _release(self, key: tuple, block: _Block) -> None:
