@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -104,8 +103,6 @@ def test_plucker_buffers_hold_pixel_centres():
 
 @pytest.mark.slow
 @pytest.mark.skipif(not REFERENCE.is_file(), reason="shared/specs absent")
-@pytest.mark.skipif(os.environ.get("SLARM_BENCH_SLOW") != "1",
-                    reason="a full STORM-B/8 forward takes minutes on 2 CPU cores: set SLARM_BENCH_SLOW=1")
 def test_storm_b8_reproduces_official_reference_outputs():
     model = StormNet(STORM_PRESETS["storm-b8"])
     model.load_state_dict(reference_weights(model.state_dict()))
