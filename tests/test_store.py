@@ -238,6 +238,23 @@ def test_window_reads_only_its_own_frame_files(written) -> None:
         store.read_window("toy", "mini", "scene-a", [0, 1])
 
 
+def test_all_zero_and_all_non_zero_sparse_frames_round_trip(tmp_path) -> None:
+    seq = make_sequence()
+    seq.flow[0] = 0  # a static frame: no vector stored
+    seq.depth[1] = seq.depth_dense[1]  # a return at every pixel: every value stored
+    seq.flow[2] = np.where(seq.flow[2] == 0, 0.5, seq.flow[2])
+    store = Store(tmp_path)
+    store.write(seq, split="mini")
+    back = store.read_sequence("toy", "mini", "scene-a")
+    for name in ("depth", "flow"):
+        np.testing.assert_array_equal(getattr(back, name).view(np.uint32), getattr(seq, name).view(np.uint32))
+    for frames in ([0, 1, 2], [1, 2]):
+        win = store.read_window("toy", "mini", "scene-a", frames)
+        ref = clip.Clip.from_sequence_window(seq, frames)
+        np.testing.assert_array_equal(win.flow, ref.flow)
+        np.testing.assert_array_equal(win.depth, ref.depth)
+
+
 def test_flow_and_depth_are_stored_sparse(written) -> None:
     store, _ = written
     codecs = store.info("toy", "mini", "scene-a")["codecs"]
