@@ -14,10 +14,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from slarm_bench.clip import UNLABELLED
 from slarm_bench.errors import SlarmBenchError
 from slarm_bench.geometry import camera_rays_torch
 from slarm_bench.models.layers import pixel_centre_grid
-from slarm_bench.models.slarm_net import SlarmNet
+from slarm_bench.models.slarm_net import SlarmFrames, SlarmNet
 from slarm_bench.render import Gaussians, render
 
 
@@ -45,7 +46,8 @@ def slarm_losses(outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor
     outputs: rgb [B,V,H,W,3] in [0,1], depth [B,V,H,W] (m), alpha [B,V,H,W], features [B,V,H,W,512]
     (decoded, L2-normalised), motion [B,N,K,3] (every Gaussian's coefficients).
     batch: rgb [B,V,H,W,3] in [0,1], depth [B,V,H,W] (0 = no return), optional sky [B,V,H,W] bool,
-    optional teacher [B,V,H,W,512] with teacher_valid [B,V,H,W] bool.
+    optional teacher [B,V,H,W,512] with teacher_valid [B,V,H,W] bool, or instead teacher_labels [B,V,H,W]
+    int64 (255 = unlabelled) with teacher_table [C,512] (target of a pixel = the row of its label).
     lpips_fn(pred, gt) takes [N,3,H,W] in [-1,1] and returns [N] or a scalar (the `lpips` package's call).
     Terms whose inputs are absent are left out of the dict (and the total).
     """
@@ -69,7 +71,15 @@ def slarm_losses(outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor
     if batch.get("sky") is not None:
         terms["sky"] = cfg.sky * (outputs["alpha"] - (~batch["sky"]).to(outputs["alpha"].dtype)).abs().mean()
     terms["motion"] = cfg.motion * outputs["motion"].pow(2).mean()
-    if batch.get("teacher") is not None and outputs.get("features") is not None:
+    labels = batch.get("teacher_labels")
+    if labels is not None and outputs.get("features") is not None:
+        # Teacher by class: row `label` of teacher_table; the same loss as a dense teacher tensor without
+        # materialising [B,V,H,W,512] targets.
+        valid = labels != UNLABELLED
+        if valid.any():
+            target = batch["teacher_table"][labels[valid]]
+            terms["feature"] = cfg.feature * (outputs["features"][valid] - target).pow(2).mean(-1).mean()
+    elif batch.get("teacher") is not None and outputs.get("features") is not None:
         valid = batch.get("teacher_valid")
         diff = (outputs["features"] - batch["teacher"]).pow(2).mean(-1)
         if valid is None:
@@ -91,19 +101,38 @@ def slarm_training_outputs(net: SlarmNet, images: torch.Tensor, cam_to_world: to
     target_time [B] seconds (same clock). Returns rgb, depth, alpha, features (decoded), flow [B,V,H,W,...]
     and motion [B,N,K,3].
     """
-    b, t, v, _, h, w = images.shape
     out = net(images, cam_to_world, intrinsics, (time - time[:, :1]) / net.cfg.time_span, window=window)
+    return slarm_render_targets(net, out, time, target_cam_to_world, target_intrinsics, target_time, fps,
+                                backend)
+
+
+def slarm_render_targets(net: SlarmNet, out: SlarmFrames, time: torch.Tensor,
+                         target_cam_to_world: torch.Tensor, target_intrinsics: torch.Tensor,
+                         target_time: torch.Tensor, fps: float | None = None, backend: str = "auto",
+                         flow: bool = True) -> dict[str, torch.Tensor]:
+    """Render one network output (any dtype; rendered in fp32) at one target timestep per sample.
+
+    out: `net(...)` of B samples [B,T,V,H,W,...]; time [B,T] seconds; targets as in
+    `slarm_training_outputs`. flow=False skips the flow render (then `fps` may be None); the losses do not
+    use it. Call several times on one `out` to supervise several target timesteps with one forward.
+    """
+    if flow and not fps:
+        raise SlarmLossError("slarm_render_targets: rendering flow needs the frame rate fps > 0")
+    b, t, v, h, w = out.opacities.shape
     n = t * v * h * w
-    flat = lambda x: x.reshape(b, n, *x.shape[5:])  # noqa: E731
+    flat = lambda x: x.reshape(b, n, *x.shape[5:]).float()  # noqa: E731
     origin = time.float()[:, :, None].expand(b, t, v * h * w).reshape(b, n)
     g = Gaussians(means=flat(out.means), quats=flat(out.quats), scales=flat(out.scales),
                   opacities=flat(out.opacities), colors=flat(out.colors), features=flat(out.features),
                   motion=flat(out.motion), origin_time=origin)
+    device = out.means.device
     _, dirs = camera_rays_torch(target_intrinsics.float(), target_cam_to_world.float(),
-                                pixel_centre_grid(h, w, images.device))
-    sky = torch.sigmoid(net.sky_head(dirs.reshape(b, v, h, w, 3), out.sky_tokens.mean(dim=(1, 2))[:, None]))
+                                pixel_centre_grid(h, w, device))
+    sky_token = out.sky_tokens.float().mean(dim=(1, 2))[:, None]
+    sky = torch.sigmoid(net.sky_head(dirs.reshape(b, v, h, w, 3), sky_token))
     r = render(g, target_cam_to_world.float(), target_intrinsics.float(), (h, w), time=target_time.float(),
-               backend=backend, background=sky, color_transform=out.affine.mean(dim=1), features=True,
-               flow=True, flow_dt=1.0 / fps, near=net.cfg.near, far=net.cfg.far, check=False)
+               backend=backend, background=sky, color_transform=out.affine.float().mean(dim=1),
+               features=True, flow=flow, flow_dt=1.0 / fps if flow else None, near=net.cfg.near,
+               far=net.cfg.far, check=False)
     return {"rgb": r.rgb, "depth": r.depth, "alpha": r.alpha, "features": net.decode_features(r.features),
             "flow": r.flow, "motion": g.motion}

@@ -1,7 +1,11 @@
-"""Training loop for the STORM presets (storm-t, static-t, storm-b8), single process or DDP under torchrun.
+"""Training loop for the STORM (storm-t, static-t, storm-b8) and SLARM (slarm-t, slarm-t-o1, slarm-t-o2,
+slarm-b8) presets, single process or DDP under torchrun. One loop; a per-family adapter (`FAMILIES`) builds
+the network and the train-step module (forward + render + losses).
 
 Data: `train_data.WindowDataset` (20-frame windows, context {0,5,10,15}, random supervision timesteps) via a
-DataLoader with a deterministic per-step batch sampler (sharded by rank). Losses: `losses.storm_losses`.
+DataLoader with a deterministic per-step batch sampler (sharded by rank); SLARM also reads the semantic
+labels of the targets (`SemanticWindowDataset`). Losses: `losses.storm_losses` / `losses_slarm.slarm_losses`
+(language features distilled from the text embedding of each pixel's class, `text.default_encoder()`).
 Optimiser: AdamW, weight decay on matrices only (not on biases, norms, tokens or the position embedding);
 schedule: linear warm-up from 0 to `lr` over `warmup` steps, then cosine decay to 0 at `steps`.
 bf16 autocast for the network on CUDA, fp32 rendering, gradient clipping by global norm.
@@ -28,6 +32,7 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +40,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from slarm_bench.errors import SlarmBenchError
+from slarm_bench.clip import SLARM_CLASSES
+from slarm_bench.errors import SlarmBenchError, check_name
 from slarm_bench.losses import LossWeights, storm_losses
+from slarm_bench.losses_slarm import SlarmLossConfig, slarm_losses, slarm_render_targets
 from slarm_bench.models.checkpoint import load_into, load_safetensors, save_safetensors
+from slarm_bench.models.slarm_net import SLARM_PRESETS, SlarmConfig, SlarmNet, slarm_config
 from slarm_bench.models.storm import (
     context_inputs,
     file_sha256,
@@ -45,13 +53,15 @@ from slarm_bench.models.storm import (
     init_for_training,
     render_views,
 )
-from slarm_bench.models.storm_net import StormConfig, StormNet, storm_config
+from slarm_bench.models.storm_net import STORM_PRESETS, StormConfig, StormNet, storm_config
 from slarm_bench.render import resolve_backend
-from slarm_bench.train_data import StepBatchSampler, WindowDataset, seed_worker
+from slarm_bench.train_data import WINDOW, StepBatchSampler, TrainDataError, WindowDataset, seed_worker
 
-LOG_FIELDS = ("step", "loss", "rgb", "lpips", "depth", "sky", "velocity", "psnr", "lr", "grad_norm",
-              "steps_per_s", "samples_per_s", "data_wait", "elapsed_s")
-_NO_DECAY = ("pos_embed", "sky_token", "affine_token", "motion_tokens")
+LOSS_TERMS = ("loss", "rgb", "lpips", "depth", "sky", "velocity", "motion", "feature", "psnr")
+LOG_FIELDS = ("step", *LOSS_TERMS, "lr", "grad_norm", "steps_per_s", "samples_per_s", "data_wait",
+              "elapsed_s")
+_NO_DECAY = ("pos_embed", "sky_token", "affine_token", "motion_tokens", "camera_token", "register_tokens",
+             "affine_tokens")
 
 
 class TrainError(SlarmBenchError):
@@ -61,12 +71,15 @@ class TrainError(SlarmBenchError):
 class StormTrainStep(nn.Module):
     """Network + renderer + losses as one module, so DDP sees every parameter used in one forward."""
 
-    def __init__(self, net: StormNet, backend: str, weights: LossWeights, time_span: float = 2.0,
+    def __init__(self, net: StormNet, backend: str, lpips_weight: float, time_span: float = 2.0,
                  bf16: bool = False) -> None:
         super().__init__()
-        self.net, self.backend, self.weights = net, backend, weights
+        self.net, self.backend, self.weights = net, backend, LossWeights(lpips=lpips_weight)
         self.time_span, self.bf16 = time_span, bf16
         self.set_lpips(None)
+
+    def summary(self) -> dict[str, Any]:
+        return {}
 
     def set_lpips(self, fn: Any) -> None:
         """The frozen LPIPS network, kept out of the module tree (not in the state dict, not seen by DDP)."""
@@ -89,6 +102,127 @@ class StormTrainStep(nn.Module):
         lpips_fn = self.lpips_fn if use_lpips else None
         return storm_losses(pred["rgb"], gt_rgb, pred["depth"], batch["tgt_depth"], pred["alpha"],
                             batch["tgt_sky"], batch["has_sky"], out.forward_flow, self.weights, lpips_fn)
+
+
+class SlarmTrainStep(nn.Module):
+    """SLARM network + renderer + losses: one forward of the context, one render per target timestep.
+
+    Teacher: the [9,512] text embeddings of clip.SLARM_CLASSES are computed once (a non-persistent buffer);
+    a pixel's target is the row of its label, looked up inside the loss on the device.
+    """
+
+    def __init__(self, net: SlarmNet, backend: str, lpips_weight: float, bf16: bool = False) -> None:
+        super().__init__()
+        from slarm_bench.text import default_encoder
+
+        self.net, self.backend, self.bf16 = net, backend, bf16
+        # lpips_start=0: the loop decides when LPIPS starts (it passes lpips_fn from then on).
+        self.loss_cfg = SlarmLossConfig(lpips=lpips_weight, lpips_start=0)
+        encoder = default_encoder()
+        with torch.no_grad():
+            table = encoder.encode(list(SLARM_CLASSES)).float()
+        self.register_buffer("class_table", table, persistent=False)
+        self.teacher = encoder.provenance()
+        self.set_lpips(None)
+
+    def set_lpips(self, fn: Any) -> None:
+        object.__setattr__(self, "lpips_fn", fn)
+
+    def summary(self) -> dict[str, Any]:
+        return {"teacher": f"synthetic teacher: text embedding of the ground-truth class ({self.teacher})"}
+
+    def forward(self, batch: dict[str, torch.Tensor], use_lpips: bool) -> dict[str, torch.Tensor]:
+        net = self.net
+        images = context_inputs(batch["ctx_images"])                   # [B,T,V,3,H,W]
+        seconds = batch["ctx_time"]
+        with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            net_time = (seconds - seconds[:, :1]) / net.cfg.time_span
+            out = net(images, batch["ctx_c2w"], batch["ctx_k"], net_time)
+        views = [slarm_render_targets(net, out, seconds, batch["tgt_c2w"][:, j], batch["tgt_k"][:, j],
+                                      batch["tgt_time"][:, j], backend=self.backend, flow=False)
+                 for j in range(batch["tgt_images"].shape[1])]
+        # Targets stacked as extra views: [B,S,V,...] -> [B,S*V,...].
+        pred = {k: torch.stack([v[k] for v in views], dim=1).flatten(1, 2)
+                for k in ("rgb", "depth", "alpha", "features")}
+        pred["motion"] = views[0]["motion"]
+        gt = {"rgb": batch["tgt_images"].float().flatten(1, 2) / 255.0,
+              "depth": batch["tgt_depth"].flatten(1, 2),
+              "teacher_labels": batch["tgt_semantic"].long().flatten(1, 2), "teacher_table": self.class_table}
+        # The sky term needs a mask on every sample (one dataset per run: all or none have one).
+        if bool(batch["has_sky"].all()):
+            gt["sky"] = batch["tgt_sky"].flatten(1, 2)
+        terms = slarm_losses(pred, gt, self.loss_cfg, 0, self.lpips_fn if use_lpips else None)
+        terms["loss"] = terms.pop("total")
+        with torch.no_grad():
+            mse = (pred["rgb"].detach().clamp(0, 1) - gt["rgb"]).pow(2).mean()
+            terms["psnr"] = -10.0 * torch.log10(mse.clamp_min(1e-10))
+        return terms
+
+
+class SemanticWindowDataset(WindowDataset):
+    """WindowDataset samples plus tgt_semantic uint8 [S,V,H,W] (indices into clip.SLARM_CLASSES, 255 =
+    unlabelled): the teacher labels of the SLARM feature loss."""
+
+    def _window(self, index: int):
+        if self.on_the_fly:
+            clip = super()._window(index)
+        else:
+            if self._store is None:
+                from slarm_bench.store import Store
+
+                self._store = Store(self.data_root)
+            scene, start = self.windows[index]
+            frames = list(range(start, start + WINDOW))
+            clip = self._store.read_window(self.dataset, self.split, scene, frames,
+                                           fields=["depth", "sky", "semantic"])
+        if clip.semantic is None:
+            raise TrainDataError(f"{self.dataset}/{self.split} scene {clip.meta.get('scene')} has no "
+                                 f"semantic labels; SLARM trains its language features from them: use a "
+                                 f"labelled dataset")
+        if tuple(clip.meta["label_names"]) != tuple(SLARM_CLASSES):
+            raise TrainDataError(f"{self.dataset} labels {clip.meta['label_names']} are not SLARM's classes "
+                                 f"{list(SLARM_CLASSES)}; prepare the data with SLARM's label set")
+        self._last_clip = clip
+        return clip
+
+    def __getitem__(self, item: tuple[int, int]) -> dict[str, np.ndarray]:
+        sample = super().__getitem__(item)
+        clip = self._last_clip
+        # The targets are the frames whose times the parent picked (its choice is seeded by the sample).
+        times = clip.time.astype(np.float32)
+        targets = [int(np.argmin(np.abs(times - t))) for t in sample["tgt_time"]]
+        sample["tgt_semantic"] = clip.semantic[targets]
+        return sample
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """How one model family plugs into the loop."""
+
+    config_type: type
+    preset: Callable[[str], Any]
+    build: Callable[[Any], nn.Module]                     # config -> network initialised for training
+    step: Callable[..., nn.Module]                        # (net, backend, lpips_weight, bf16) -> train step
+    dataset: type
+
+
+def _storm_step(net: StormNet, backend: str, lpips_weight: float, bf16: bool) -> StormTrainStep:
+    return StormTrainStep(net, backend, lpips_weight, bf16=bf16)
+
+
+FAMILIES: dict[str, Family] = {
+    "storm": Family(StormConfig, storm_config, lambda cfg: init_for_training(StormNet(cfg)), _storm_step,
+                    WindowDataset),
+    "slarm": Family(SlarmConfig, slarm_config, SlarmNet, SlarmTrainStep, SemanticWindowDataset),
+}
+
+
+def model_family(model: str) -> str:
+    """The family ("storm" or "slarm") of a trainable preset; an unknown name raises, naming the choices."""
+    if model in SLARM_PRESETS:
+        return "slarm"
+    check_name("training preset", model, [*STORM_PRESETS, *SLARM_PRESETS])
+    return "storm"
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -177,7 +311,7 @@ def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:
     os.replace(tmp, path)
 
 
-def _fp16_copy(net: StormNet) -> StormNet:
+def _fp16_copy(net: nn.Module) -> nn.Module:
     """Parameters in fp16 (half the file), buffers (pixel grids, max scale) kept in fp32."""
     half = copy.deepcopy(net).cpu()
     for p in half.parameters():
@@ -205,10 +339,10 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
           bf16: bool | None = None, num_workers: int = 4, log_every: int = 10, lpips_weight: float = 0.05,
           lpips_start: int = 5000, data_root: str | os.PathLike | None = None,
           generate_on_the_fly: bool = False, max_minutes: float | None = None, num_targets: int = 4,
-          backend: str = "auto", config: StormConfig | dict | None = None, split: str = "train",
+          backend: str = "auto", config: StormConfig | SlarmConfig | dict | None = None, split: str = "train",
           max_scenes: int | None = None, compile: bool = False, quiet: bool = False,
           stop_after: int | None = None) -> dict[str, Any]:
-    """Train a STORM preset (or `config`, a StormConfig overriding the preset's architecture).
+    """Train a STORM or SLARM preset (or `config`, a StormConfig / SlarmConfig overriding its architecture).
 
     Runs DDP when launched by torchrun (WORLD_SIZE > 1): env:// rendezvous, NCCL on CUDA, gloo on the CPU;
     `batch_size` is per rank. max_minutes / stop_after (a step index) end this call early, checkpointed
@@ -241,10 +375,14 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
         if is_main and not quiet:
             print(f"[train {model}] {msg}", flush=True)
 
-    cfg = StormConfig.from_dict(config) if isinstance(config, dict) else (config or storm_config(model))
+    fam = FAMILIES[model_family(model)]
+    if config is not None and not isinstance(config, (dict, fam.config_type)):
+        raise TrainError(f"config for {model} must be a {fam.config_type.__name__} or a dict, not "
+                         f"{type(config).__name__}")
+    cfg = fam.config_type.from_dict(config) if isinstance(config, dict) else (config or fam.preset(model))
     torch.manual_seed(seed)
     np.random.seed(seed)
-    net = init_for_training(StormNet(cfg))
+    net = fam.build(cfg)
     render_backend = resolve_backend(backend)
 
     start_step = 0
@@ -253,7 +391,7 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
     if latest is not None:
         start_step, stem = latest[0] + 1, latest[1]
         state_dict, saved_cfg = load_safetensors(stem)
-        if StormConfig.from_dict(saved_cfg) != cfg:
+        if fam.config_type.from_dict(saved_cfg) != cfg:
             raise TrainError(f"{out} holds checkpoints of another configuration ({stem.name}); use a new "
                              f"out_dir or resume=False")
         load_into(net, state_dict, f"checkpoint {stem}")
@@ -263,14 +401,15 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
         (out / "train_log.csv").unlink()
     net.to(dev)
 
-    weights = LossWeights(lpips=lpips_weight)
-    step_module = StormTrainStep(net, render_backend, weights, bf16=use_bf16).to(dev)
+    step_module = fam.step(net, render_backend, lpips_weight, use_bf16).to(dev)
     runner: nn.Module = step_module
     if distributed:
         from torch.nn.parallel import DistributedDataParallel
 
         runner = DistributedDataParallel(step_module, device_ids=[dev.index] if dev.type == "cuda" else None)
     if compile:
+        if not hasattr(net, "transformer"):
+            raise TrainError(f"compile=True is supported for the STORM presets only, not {model}")
         net.transformer = torch.compile(net.transformer)
     optimizer = torch.optim.AdamW(param_groups(net, weight_decay), lr=lr, betas=tuple(betas),
                                   fused=dev.type == "cuda")
@@ -280,8 +419,8 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
         optimizer.load_state_dict(optim_state["optimizer"])
         scheduler.load_state_dict(optim_state["scheduler"])
 
-    data = WindowDataset(dataset, split, data_root, cfg.image_size, num_targets, generate_on_the_fly,
-                         max_scenes)
+    data = fam.dataset(dataset, split, data_root, cfg.image_size, num_targets, generate_on_the_fly,
+                       max_scenes)
     sampler = StepBatchSampler(len(data), batch_size, seed, rank, world, start_step)
     loader = torch.utils.data.DataLoader(
         data, batch_sampler=sampler, num_workers=num_workers, pin_memory=dev.type == "cuda",
@@ -351,8 +490,7 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
                 vals = {k: float(x) / world for k, x in zip(keys, t.tolist())}
             now = time.perf_counter()
             rate = n_window / max(now - t_window, 1e-9)
-            row = {"step": step, **{k: vals.get(k, float("nan")) for k in ("loss", "rgb", "lpips", "depth",
-                                                                          "sky", "velocity", "psnr")},
+            row = {"step": step, **{k: vals.get(k, float("nan")) for k in LOSS_TERMS},
                    "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm), "steps_per_s": rate,
                    "samples_per_s": rate * batch_size * world, "data_wait": wait_window / max(n_window, 1),
                    "elapsed_s": now - t_start}
@@ -377,7 +515,7 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
               "sha256": None, "param_digest": param_digest(net), "out_dir": str(out)}
     if is_main and step >= start_step:
         result.update(_export(net, cfg, model, out, rows, step, seed, world * batch_size,
-                              time.perf_counter() - t_start, log))
+                              time.perf_counter() - t_start, log, step_module.summary()))
     elif is_main and step < start_step:
         log(f"nothing to do: the checkpoints in {ckpt_dir} already reach step {start_step - 1}")
     if distributed:
@@ -387,8 +525,9 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
     return result
 
 
-def _export(net: StormNet, cfg: StormConfig, model: str, out: Path, rows: list[dict[str, Any]], step: int,
-            seed: int, global_batch: int, seconds: float, log) -> dict[str, Any]:
+def _export(net: nn.Module, cfg: StormConfig | SlarmConfig, model: str, out: Path, rows: list[dict[str, Any]],
+            step: int, seed: int, global_batch: int, seconds: float, log,
+            extra: dict[str, Any] | None = None) -> dict[str, Any]:
     tensors, _ = save_safetensors(_fp16_copy(net), dataclasses.replace(cfg), out / model)
     sha = file_sha256(tensors)
     tail = rows[-10:]
@@ -399,7 +538,7 @@ def _export(net: StormNet, cfg: StormConfig, model: str, out: Path, rows: list[d
         "final_psnr": float(np.mean([r["psnr"] for r in tail])) if tail else None,
         "final_over": f"mean of the last {len(tail)} logged steps",
         "export": tensors.name, "export_bytes": tensors.stat().st_size, "export_dtype": "float16 parameters",
-        "sha256": sha, "config": cfg.to_dict(), "torch": torch.__version__,
+        "sha256": sha, "config": cfg.to_dict(), "torch": torch.__version__, **(extra or {}),
     }
     tmp = out / f"{model}.train.json.tmp"
     tmp.write_text(json.dumps(summary, indent=2) + "\n")
@@ -437,13 +576,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-minutes", type=float, default=None)
     p.add_argument("--backend", default="auto")
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--max-scenes", type=int, default=None)
+    p.add_argument("--num-targets", type=int, default=4)
     a = p.parse_args(argv)
     train(a.model, a.dataset, a.out_dir, a.steps, a.batch_size, a.lr, a.warmup, a.weight_decay,
           grad_clip=a.grad_clip, ckpt_every=a.ckpt_every, resume=not a.no_resume, seed=a.seed,
           device=a.device, bf16=False if a.no_bf16 else None, num_workers=a.num_workers,
           log_every=a.log_every, lpips_weight=a.lpips_weight, lpips_start=a.lpips_start,
           data_root=a.data_root, generate_on_the_fly=a.generate_on_the_fly, max_minutes=a.max_minutes,
-          backend=a.backend, compile=a.compile)
+          backend=a.backend, compile=a.compile, max_scenes=a.max_scenes, num_targets=a.num_targets)
 
 
 if __name__ == "__main__":

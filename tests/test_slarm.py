@@ -238,7 +238,7 @@ def test_render_prediction_fields():
 def test_registry_entries_load():
     for name, attention in [("slarm-w", "window"), ("slarm-f", "full"), ("slarm", "causal")]:
         m = load_model(name, backend="torch")
-        assert m.name == name and m.attention == attention and m.cfg.embed_dim == 320
+        assert m.name == name and m.attention == attention and m.cfg.embed_dim == 256
         assert m.provenance()["checkpoint"].startswith("none")
     assert load_model("slarm-t-o1", backend="torch").cfg.motion_order == 1
 

@@ -108,3 +108,50 @@ def test_ddp_gloo_two_ranks_keep_identical_parameters(store_root, tmp_path):
     assert d0 == d1
     assert [s for s, _, _ in losses(tmp_path / "ddp")] == [0, 1]
     assert (tmp_path / "ddp" / "storm-t.safetensors").is_file()
+
+
+SLARM_CFG = dict(embed_dim=32, depth=1, num_heads=2, sky_hidden=16)
+
+
+def test_slarm_training_exports_a_checkpoint_slarm_model_loads(store_root, tmp_path):
+    from slarm_bench.clip import SLARM_CLASSES
+    from slarm_bench.models.slarm import SlarmModel
+    from slarm_bench.models.slarm_net import slarm_config
+
+    cfg = slarm_config("slarm-t-o1", **SLARM_CFG, image_size=(H, W), decoder_hidden=(16, 32))
+    out = tmp_path / "slarm"
+    res = train(**{**options(store_root, out, 2, device="cpu"), "model": "slarm-t-o1", "config": cfg})
+    assert res["step"] == 1 and res["export"].endswith("slarm-t-o1.safetensors")
+    rows = list(csv.DictReader(open(out / "train_log.csv", newline="")))
+    assert [int(r["step"]) for r in rows] == [0, 1]
+    for r in rows:  # every SLARM term was computed (the feature term from the semantic labels)
+        assert all(torch.isfinite(torch.tensor(float(r[k]))) for k in ("loss", "rgb", "depth", "motion",
+                                                                        "feature", "psnr")), r
+    model = SlarmModel(checkpoint=str(out / "slarm-t-o1"), device="cpu", backend="torch")
+    assert model.cfg == cfg and model.checkpoint_sha256() == res["sha256"]
+    store = Store(store_root)
+    clip = store.read_window("synthetic", "train", "train-00000", [0, 5, 10, 15])
+    scene = model.reconstruct(clip)
+    pred = model.render(scene, clip.cam_to_world[-1], clip.intrinsics[-1], float(clip.time[-1]), (H, W))
+    assert pred.rgb.shape == (3, H, W, 3) and torch.isfinite(pred.rgb).all()
+    assert int(pred.semantic.max()) < len(SLARM_CLASSES)
+    # Resuming that folder with another architecture is refused, naming the fix.
+    with pytest.raises(Exception, match="another configuration"):
+        train(**{**options(store_root, out, 3, device="cpu"), "model": "slarm-t-o1",
+                 "config": slarm_config("slarm-t-o1", **{**SLARM_CFG, "image_size": (H, W), "embed_dim": 16,
+                                                         "decoder_hidden": (16, 32)})})
+
+
+def test_tiny_presets_fit_the_export_budget():
+    from slarm_bench.models.slarm_net import SlarmNet, slarm_config
+    from slarm_bench.models.storm_net import StormNet
+
+    def count(net):
+        return sum(p.numel() for p in net.parameters())
+
+    for name in ("storm-t", "static-t"):
+        cfg = storm_config(name)
+        assert count(StormNet(cfg)) <= 7_000_000 and cfg.pixel_shift == 0.0, name
+    assert storm_config("storm-b8").pixel_shift == 0.5
+    for name in ("slarm-t", "slarm-t-o1", "slarm-t-o2"):
+        assert count(SlarmNet(slarm_config(name))) < 7_500_000, name

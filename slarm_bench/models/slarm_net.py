@@ -119,9 +119,10 @@ class SlarmConfig:
 
 SLARM_PRESETS: dict[str, SlarmConfig] = {
     "slarm-b8": SlarmConfig(768, 12, 16),
-    "slarm-t": SlarmConfig(320, 4, 5, sky_hidden=256),
-    "slarm-t-o1": SlarmConfig(320, 4, 5, sky_hidden=256, motion_order=1),
-    "slarm-t-o2": SlarmConfig(320, 4, 5, sky_hidden=256, motion_order=2),
+    # The tiny presets match storm-t's size: width 256, 6 attention blocks (3 frame/global pairs), < 7.5 M.
+    "slarm-t": SlarmConfig(256, 3, 4, sky_hidden=256),
+    "slarm-t-o1": SlarmConfig(256, 3, 4, sky_hidden=256, motion_order=1),
+    "slarm-t-o2": SlarmConfig(256, 3, 4, sky_hidden=256, motion_order=2),
 }
 
 
