@@ -17,7 +17,7 @@ import numpy as np
 from slarm_bench import clip
 from slarm_bench.errors import StoreError, check_name
 from slarm_bench.store_buffers import BufferPool
-from slarm_bench.store_codec import decode_chunk, is_sparse, unpack_frame
+from slarm_bench.store_codec import decode_chunk, is_sparse, rotate_scattered, unpack_frame
 from slarm_bench.store_index import frame_file_name
 from slarm_bench.store_write import READABLE_STORE_VERSIONS, STATIC_FILE, STORE_FORMAT
 
@@ -59,9 +59,13 @@ def decode_pixels(folder: Path, manifest: dict, frames: list[int], cams: list[in
         out = {f: (np.zeros if is_sparse(codecs[f]) else np.empty)(shapes[f], manifest["dtypes"][f])
                for f in wanted}
         zeroed = dict.fromkeys(wanted, True)
+    # Sparse flow is rotated after decoding, all chunks in one call (see rotate_scattered); dense flow
+    # (stores of version 1) as it is decoded.
+    rotate_later = flow_rotation is not None and "flow" in wanted and is_sparse(codecs["flow"])
     plan = [(out[f][:, vi], codecs[f], stored.index(f) * v_all + v, zeroed[f],
-             flow_rotation if f == "flow" else None)
+             flow_rotation if f == "flow" and not rotate_later else None, f == "flow" and rotate_later)
             for f in wanted for vi, v in enumerate(cams)]
+    to_rotate: list[tuple[np.ndarray, np.ndarray]] = []
 
     def decode_frame(job: tuple[int, int]) -> None:
         ti, t = job
@@ -69,8 +73,10 @@ def decode_pixels(folder: Path, manifest: dict, frames: list[int], cams: list[in
         try:
             data = _read_file(path, files[frame_file_name(t)]["bytes"])
             chunks = unpack_frame(data, len(stored) * v_all)
-            for slots, codec, chunk, zeroed, rotation in plan:
-                decode_chunk(codec, chunks[chunk], slots[ti], zeroed, rotation)
+            for slots, codec, chunk, zeroed, rotation, collect in plan:
+                index = decode_chunk(codec, chunks[chunk], slots[ti], zeroed, rotation)
+                if collect and index.size:
+                    to_rotate.append((slots[ti], index))  # list.append is atomic across threads
         except FileNotFoundError:
             raise StoreError(f"{path} is missing: {redo_hint(dataset, split)}") from None
         except ValueError as exc:
@@ -83,6 +89,8 @@ def decode_pixels(folder: Path, manifest: dict, frames: list[int], cams: list[in
     else:
         for job in jobs:
             decode_frame(job)
+    if rotate_later:
+        rotate_scattered(to_rotate, flow_rotation)
     return out
 
 

@@ -141,6 +141,24 @@ def test_sparse_flow_rotates_as_rotate_vectors() -> None:
                      np.zeros((H, W), np.float32), rotation=rot)
 
 
+def test_rotate_scattered_equals_rotating_each_decoded_chunk() -> None:
+    from slarm_bench.store_codec import rotate_scattered
+
+    q = np.array([0.9, 0.1, -0.3, 0.2])
+    rot = geometry.quaternion_to_matrix(q / np.linalg.norm(q))
+    cases = _sparse_cases()
+    arrays = [cases["flow"], cases["all-non-zero"], cases["all-zero"]]
+    slots = np.zeros((3, H, W, 3), np.float32)
+    parts = []
+    for slot, arr in zip(slots, arrays):
+        index = decode_chunk("sparse+zstd", encode_chunk("flow", arr, transform="sparse"), slot, zeroed=True)
+        parts.append((slot, index))
+    assert parts[2][1].size == 0
+    rotate_scattered(parts, rot)
+    for slot, arr in zip(slots, arrays):
+        np.testing.assert_array_equal(slot, geometry.rotate_vectors(rot, arr))
+
+
 def test_sparse_codec_detects_malformed_chunks() -> None:
     import zstandard
 
