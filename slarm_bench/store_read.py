@@ -41,8 +41,9 @@ def decode_pixels(folder: Path, manifest: dict, frames: list[int], cams: list[in
                   executor: ThreadPoolExecutor | None) -> dict[str, np.ndarray]:
     """Per-pixel fields `wanted` [T,V,...] of the given frame and camera positions of the sequence in
     `folder`, one array per field, each frame file decoded straight into its slots. flow_rotation [3,3]
-    rotates flow as it is decoded; arrays come from `pool` when given (see store_buffers.py); frame files
-    are decoded on `executor` when given (zstd and numpy release the GIL)."""
+    rotates flow (in the calling thread, once all frames are decoded); arrays come from `pool` when given
+    (see store_buffers.py); frame files are decoded on `executor` when given (zstd and numpy release the
+    GIL)."""
     meta = manifest["meta"]
     dataset, split = meta["dataset"], manifest["split"]
     stored = list(manifest["fields"])
@@ -53,16 +54,16 @@ def decode_pixels(folder: Path, manifest: dict, frames: list[int], cams: list[in
         # Recycled memory holds the last window: each sparse slot is cleared by the thread that decodes it,
         # just before its scatter (in parallel, and while the slot is in cache).
         out = {f: pool.get(shapes[f], manifest["dtypes"][f], zero=False) for f in wanted}
-        zeroed = dict.fromkeys(wanted, False)
+        cleared = dict.fromkeys(wanted, False)
     else:
         # Fresh zeros from calloc cost nothing until touched: sparse chunks then write non-zero pixels only.
         out = {f: (np.zeros if is_sparse(codecs[f]) else np.empty)(shapes[f], manifest["dtypes"][f])
                for f in wanted}
-        zeroed = dict.fromkeys(wanted, True)
+        cleared = dict.fromkeys(wanted, True)
     # Sparse flow is rotated after decoding, all chunks in one call (see rotate_scattered); dense flow
     # (stores of version 1) as it is decoded.
     rotate_later = flow_rotation is not None and "flow" in wanted and is_sparse(codecs["flow"])
-    plan = [(out[f][:, vi], codecs[f], stored.index(f) * v_all + v, zeroed[f],
+    plan = [(out[f][:, vi], codecs[f], stored.index(f) * v_all + v, cleared[f],
              flow_rotation if f == "flow" and not rotate_later else None, f == "flow" and rotate_later)
             for f in wanted for vi, v in enumerate(cams)]
     to_rotate: list[tuple[np.ndarray, np.ndarray]] = []
@@ -79,6 +80,9 @@ def decode_pixels(folder: Path, manifest: dict, frames: list[int], cams: list[in
                     to_rotate.append((slots[ti], index))  # list.append is atomic across threads
         except FileNotFoundError:
             raise StoreError(f"{path} is missing: {redo_hint(dataset, split)}") from None
+        except OSError as exc:
+            raise StoreError(f"{path} is unreadable ({exc}): fix its permissions or "
+                             f"{redo_hint(dataset, split)}") from None
         except ValueError as exc:
             raise StoreError(f"{path} is {exc}: {redo_hint(dataset, split)}") from None
 

@@ -254,6 +254,9 @@ def test_window_reads_only_its_own_frame_files(written) -> None:
     np.testing.assert_array_equal(win.images, seq.images[1:5])
     with pytest.raises(StoreError, match="000000.slf is missing"):
         store.read_window("toy", "mini", "scene-a", [0, 1])
+    (folder / "frames" / "000000.slf").mkdir()  # unreadable as a file, whoever runs the test
+    with pytest.raises(StoreError, match="000000.slf is unreadable"):
+        store.read_window("toy", "mini", "scene-a", [0, 1])
 
 
 def test_all_zero_and_all_non_zero_sparse_frames_round_trip(tmp_path) -> None:
