@@ -229,3 +229,36 @@ def load_storm(path: str | os.PathLike, trust_pickle: bool = False, preset: str 
     else:
         state_dict, cfg, name = load_official_checkpoint(p, trust_pickle), storm_config(preset), preset
     return load_into(StormNet(cfg), state_dict, f"checkpoint {p}", name).eval()
+
+
+def shipped_checkpoint(card: str) -> Path | None:
+    """The checkpoint a model card ships (`checkpoint: {path, sha256}` in baselines/<card>.yaml), or None.
+
+    The path is relative to the project root. When the card records a sha256, the file must match it:
+    a mismatch is an error, never silently other weights.
+    """
+    import hashlib
+
+    import yaml
+
+    from slarm_bench.config import cards_dir
+
+    card_path = cards_dir("baselines") / f"{card}.yaml"
+    if not card_path.is_file():
+        return None
+    entry = (yaml.safe_load(card_path.read_text()) or {}).get("checkpoint")
+    expected = entry.get("sha256") if isinstance(entry, dict) else None
+    if isinstance(entry, dict):
+        entry = entry.get("path")
+    if not entry:
+        return None
+    ckpt = Path(entry) if Path(entry).is_absolute() else card_path.parent.parent / entry
+    weights = ckpt if ckpt.suffix == ".safetensors" else ckpt.with_suffix(".safetensors")
+    if not weights.is_file():
+        return None
+    if expected:
+        digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+        if digest != expected:
+            raise CheckpointError(f"{weights} has sha256 {digest[:12]}, but {card_path} records "
+                                  f"{str(expected)[:12]}: restore the file (git checkout) or update the card")
+    return weights

@@ -49,7 +49,8 @@ class GroundTruthOracle(Model):
     def reconstruct(self, context: Clip) -> Scene:
         depth = context.depth_dense if context.depth_dense is not None else context.depth
         if depth is None:
-            raise SlarmBenchError(f"{self.name} needs ground-truth depth in the context; this dataset has none")
+            raise SlarmBenchError(f"{self.name} needs ground-truth depth in the context; this dataset has "
+                                  "none")
         t, v, h, w = depth.shape
         means, colors, feats, vels, times, radius, views = [], [], [], [], [], [], []
         num_classes = len(SLARM_CLASSES)

@@ -27,12 +27,11 @@ import numpy as np
 import torch
 
 from slarm_bench.clip import SLARM_CLASSES, Clip
-from slarm_bench.config import cards_dir
 from slarm_bench.errors import SlarmBenchError, check_name
 from slarm_bench.geometry import camera_rays_torch
 from slarm_bench.metrics.semantic import predict_semantic
 from slarm_bench.models.base import Prediction, Scene, StreamingModel
-from slarm_bench.models.checkpoint import load_into, load_safetensors
+from slarm_bench.models.checkpoint import load_into, load_safetensors, shipped_checkpoint
 from slarm_bench.models.layers import pixel_centre_grid
 from slarm_bench.models.slarm_net import SlarmConfig, SlarmFrames, SlarmNet, slarm_config
 from slarm_bench.render import Gaussians, render, resolve_backend
@@ -66,22 +65,6 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def shipped_checkpoint(card: str = "slarm-t") -> Path | None:
-    """The checkpoint named by `checkpoint:` in baselines/<card>.yaml (project-relative), if present."""
-    path = cards_dir("baselines") / f"{card}.yaml"
-    if not path.is_file():
-        return None
-    import yaml
-
-    entry = (yaml.safe_load(path.read_text()) or {}).get("checkpoint")
-    if isinstance(entry, dict):
-        entry = entry.get("path")
-    if not entry:
-        return None
-    ckpt = Path(entry) if Path(entry).is_absolute() else path.parent.parent / entry
-    return ckpt if ckpt.with_suffix(".safetensors").is_file() or ckpt.is_file() else None
 
 
 class SlarmModel(StreamingModel):

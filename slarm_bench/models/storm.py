@@ -31,6 +31,7 @@ from slarm_bench.models.checkpoint import (
     load_into,
     load_official_checkpoint,
     load_safetensors,
+    shipped_checkpoint,
 )
 from slarm_bench.models.storm_net import StormConfig, StormNet, StormOutput, storm_config
 from slarm_bench.render import Gaussians, render, resolve_backend
@@ -233,6 +234,9 @@ def make_storm_b8(**options: Any) -> StormModel:
 
 
 def make_storm_t(**options: Any) -> StormModel:
+    """storm-t with the weights its card ships (checkpoints/storm-t.safetensors) unless given others."""
+    if options.get("checkpoint") is None:
+        options["checkpoint"] = shipped_checkpoint("storm-t")
     return StormModel(preset="storm-t", **options)
 
 

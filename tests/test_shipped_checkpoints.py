@@ -1,0 +1,34 @@
+"""Shipped checkpoints: the card's path and sha256 are honoured, and a mismatch is an error."""
+
+import shutil
+
+import pytest
+
+from slarm_bench import config
+from slarm_bench.models.checkpoint import CheckpointError, shipped_checkpoint
+from slarm_bench.models.registry import load_model
+
+
+def test_storm_t_runs_with_the_shipped_weights_of_its_card():
+    path = shipped_checkpoint("storm-t")
+    assert path is not None and path.name == "storm-t.safetensors"
+    model = load_model("storm-t", device="cpu", backend="torch")
+    assert model.checkpoint_sha256().startswith("afffdd050552")
+
+
+def test_a_card_without_weights_gives_random_weights_said_in_provenance():
+    assert shipped_checkpoint("static-t") is None
+    model = load_model("static-t", device="cpu", backend="torch")
+    assert model.checkpoint_sha256() is None and "random" in str(model.provenance())
+
+
+def test_a_checkpoint_that_does_not_match_its_card_is_refused(tmp_path, monkeypatch):
+    (tmp_path / "baselines").mkdir()
+    (tmp_path / "checkpoints").mkdir()
+    shutil.copy(config.PROJECT_ROOT / "checkpoints" / "storm-t.json", tmp_path / "checkpoints")
+    (tmp_path / "checkpoints" / "storm-t.safetensors").write_bytes(b"not the shipped weights")
+    (tmp_path / "baselines" / "storm-t.yaml").write_text(
+        "checkpoint:\n  path: checkpoints/storm-t.safetensors\n  sha256: afffdd050552\n")
+    monkeypatch.setenv(config.CARDS_ENV, str(tmp_path))
+    with pytest.raises(CheckpointError, match="restore the file"):
+        shipped_checkpoint("storm-t")
