@@ -221,3 +221,25 @@ def test_import_never_loads_tensorflow(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_jpeg_decoders_agree(monkeypatch):
+    """simplejpeg (when installed) and Pillow's draft decode give the same pixels and scales."""
+    import io
+
+    from PIL import Image
+
+    from slarm_bench.data import waymo_frame
+
+    yy, xx = np.mgrid[0:128, 0:192]
+    img = np.stack([xx % 256, (yy * 2) % 256, (xx + yy) % 256], -1).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, "JPEG", quality=90)
+    data = buf.getvalue()
+    fast = [waymo_frame.decode_jpeg(data, h, w) for h, w in ((32, 48), (40, 48), (128, 192))]
+    monkeypatch.setattr(waymo_frame, "_simplejpeg", None)
+    slow = [waymo_frame.decode_jpeg(data, h, w) for h, w in ((32, 48), (40, 48), (128, 192))]
+    for (a, sxa, sya), (b, sxb, syb) in zip(fast, slow):
+        assert a.shape == b.shape and (sxa, sya) == (sxb, syb)
+        assert np.abs(a.astype(int) - b).max() <= 1
+    assert fast[0][0].shape == (32, 48, 3) and fast[0][1] == 0.25

@@ -22,6 +22,11 @@ from slarm_bench.clip import SLARM_CLASSES, UNLABELLED
 from slarm_bench.data.waymo_lidar import LabelFlow, LidarGeometry, decode_matrix_float, range_image_to_points
 from slarm_bench.errors import SlarmBenchError
 
+try:  # optional accelerator: libjpeg-turbo's DCT-scaled decode without Pillow's overhead, same pixels
+    import simplejpeg as _simplejpeg  # type: ignore[import-not-found]
+except ImportError:  # Pillow decodes with the same DCT scaling (libjpeg-turbo too), about 25 % slower
+    _simplejpeg = None
+
 CAMERA_NAMES = ("FRONT", "FRONT_LEFT", "FRONT_RIGHT", "SIDE_LEFT", "SIDE_RIGHT")  # CameraName.Name 1..5
 LASER_NAMES = ("TOP", "FRONT", "SIDE_LEFT", "SIDE_RIGHT", "REAR")                 # LaserName.Name 1..5
 DEFAULT_CAMERAS = ("FRONT_LEFT", "FRONT", "FRONT_RIGHT")
@@ -137,19 +142,51 @@ def target_sizes(calibrations: dict[str, Any], cameras: list[str], height: int,
 def decode_jpeg(data: bytes, height: int, width: int) -> tuple[np.ndarray, float, float]:
     """JPEG -> uint8 [height,width,3] and the scale (sx, sy) from source to output pixels.
 
-    Image.draft lets libjpeg decode at 1/2, 1/4 or 1/8 scale (DCT scaling), which is both the fastest
-    path and an area-like filter; a bilinear resize finishes when the draft size is not the target.
+    libjpeg decodes at 1/2, 1/4 or 1/8 scale (DCT scaling: the smallest scale keeping both sides at
+    least the target), which is both the fastest path and an area-like filter; a bilinear resize
+    finishes when that size is not the target (1920x1280 -> 480x320 is exactly 1/4: no resize).
+    `simplejpeg` is used when installed: it drives the same libjpeg-turbo scaled decode as Pillow's
+    draft mode and gives the same pixels (tested); JPEGs it cannot convert to RGB (e.g. CMYK) go to Pillow.
     """
-    im = Image.open(io.BytesIO(data))
-    src_w, src_h = im.size
-    im.draft("RGB", (width, height))
-    draft_w, draft_h = im.size
+    arr = _decode_scaled_simplejpeg(data, height, width) if _simplejpeg is not None else None
+    if arr is None:
+        im = Image.open(io.BytesIO(data))
+        src_w, src_h = im.size
+        im.draft("RGB", (width, height))
+        draft_w, draft_h = im.size
+        im = im.convert("RGB")
+    else:
+        src_h, src_w = _jpeg_size(data)
+        draft_h, draft_w = arr.shape[:2]
+        im = None
     factor = max(1, int(round(src_w / draft_w)))
-    im = im.convert("RGB")
     if (draft_w, draft_h) != (width, height):
-        im = im.resize((width, height), Image.Resampling.BILINEAR)
-    arr = np.asarray(im, dtype=np.uint8)
+        im = (im if im is not None else Image.fromarray(arr)).resize((width, height), Image.Resampling.BILINEAR)
+    if im is not None:
+        arr = np.asarray(im, dtype=np.uint8)
     return arr, width / (draft_w * factor), height / (draft_h * factor)
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int]:
+    assert _simplejpeg is not None
+    h, w = _simplejpeg.decode_jpeg_header(data)[:2]
+    return int(h), int(w)
+
+
+def _decode_scaled_simplejpeg(data: bytes, height: int, width: int) -> np.ndarray | None:
+    """DCT-scaled RGB decode with simplejpeg at Pillow's draft scale (the largest of 1/8, 1/4, 1/2, 1 that
+    keeps both sides >= the target; libjpeg-turbo would also offer n/8 scales), or None for a JPEG it
+    cannot decode to RGB (Pillow then)."""
+    assert _simplejpeg is not None
+    try:
+        src_h, src_w = _jpeg_size(data)
+        ratio = min(src_w // max(width, 1), src_h // max(height, 1))
+        scale = next(s for s in (8, 4, 2, 1) if s <= max(ratio, 1))
+        # fastdct/fastupsample stay off: the default paths are Pillow's, hence the same pixels
+        return _simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=-(-src_h // scale),
+                                       min_width=-(-src_w // scale))
+    except ValueError:
+        return None
 
 
 def decode_panoptic_semantic(png: bytes, divisor: int, height: int, width: int, sx: float,
@@ -187,13 +224,14 @@ def decode_boxes(frame: Any) -> BoxData:
     return out
 
 
-def decode_lidar(frame: Any, returns: tuple[int, ...], cache: dict[Any, LidarGeometry],
+def decode_lidar(frame: Any, returns: tuple[int, ...], cache: dict[Any, Any],
                  min_speed: float) -> tuple[np.ndarray | None, LabelFlow | None, dict[str, int]]:
     """All lidars' points (vehicle frame of frame.pose) and their velocity labels (None without labels)."""
     calibs = {lc.name: lc for lc in frame.context.laser_calibrations}
     frame_pose = _transform(frame.pose.transform)
     pts_all, vel_all, counts = [], [], {}
     has_flow = False
+    inflated = cache.setdefault("inflated sizes", {})  # see waymo_lidar.inflate
     for laser in sorted(frame.lasers, key=lambda las: las.name):
         name = LASER_NAMES[laser.name - 1] if 1 <= laser.name <= 5 else str(laser.name)
         pixel_pose = None
@@ -204,7 +242,7 @@ def decode_lidar(frame: Any, returns: tuple[int, ...], cache: dict[Any, LidarGeo
             if laser.name not in calibs:
                 raise WaymoDataError(f"lidar {name} has range images but no calibration in the frame context")
             where = f"lidar {name} return {ret}"
-            image = decode_matrix_float(ri.range_image_compressed, where)
+            image = decode_matrix_float(ri.range_image_compressed, where, inflated)
             h, w = image.shape[:2]
             key = (laser.name, h, w)
             if key not in cache:
@@ -214,18 +252,15 @@ def decode_lidar(frame: Any, returns: tuple[int, ...], cache: dict[Any, LidarGeo
                     c.beam_inclination_min, c.beam_inclination_max)
             if laser.name == TOP_LASER and pixel_pose is None and laser.ri_return1.range_image_pose_compressed:
                 pixel_pose = decode_matrix_float(laser.ri_return1.range_image_pose_compressed,
-                                                 f"lidar {name} pixel poses")
+                                                 f"lidar {name} pixel poses", inflated)
             pts, flat = range_image_to_points(image[..., 0], cache[key], pixel_pose,
                                               frame_pose if pixel_pose is not None else None)
             pts_all.append(pts)
             counts[f"{name}/{ret}"] = int(pts.shape[0])
             if ri.range_image_flow_compressed:
                 has_flow = True
-                flow = decode_matrix_float(ri.range_image_flow_compressed, f"{where} flow")
-                if flow.ndim != 3 or flow.shape[-1] < 4 or flow.shape[:2] != (h, w):
-                    raise WaymoDataError(f"{where}: flow range image has shape {list(flow.shape)}, expected "
-                                         f"[{h},{w},4+]: a corrupt scene-flow file")
-                vel_all.append((flow, flat))
+                # decoded on first use: only range images with points that win a pixel need their labels
+                vel_all.append((_FlowImage(ri.range_image_flow_compressed, f"{where} flow", h, w, inflated), flat))
             else:
                 vel_all.append(None)
     if not pts_all:
@@ -238,6 +273,20 @@ def decode_lidar(frame: Any, returns: tuple[int, ...], cache: dict[Any, LidarGeo
         raise WaymoDataError("some range images carry flow labels and others do not: a partial scene-flow "
                              "file; use the complete scene-flow release")
     return points, LabelFlow([v[0] for v in vel_all], [v[1] for v in vel_all], min_speed), counts
+
+
+class _FlowImage:
+    """A compressed flow range image, decoded and checked ([H,W,4+]) when called."""
+
+    def __init__(self, compressed: bytes, where: str, height: int, width: int, sizes: dict[str, int]) -> None:
+        self.compressed, self.where, self.shape, self.sizes = compressed, where, (height, width), sizes
+
+    def __call__(self) -> np.ndarray:
+        flow = decode_matrix_float(self.compressed, self.where, self.sizes)
+        if flow.ndim != 3 or flow.shape[-1] < 4 or flow.shape[:2] != self.shape:
+            raise WaymoDataError(f"{self.where}: flow range image has shape {list(flow.shape)}, expected "
+                                 f"[{self.shape[0]},{self.shape[1]},4+]: a corrupt scene-flow file")
+        return flow
 
 
 def decode_frame(frame: Any, cameras: list[str], sizes: dict[str, tuple[int, int]],
