@@ -161,7 +161,8 @@ def decode_jpeg(data: bytes, height: int, width: int) -> tuple[np.ndarray, float
         im = None
     factor = max(1, int(round(src_w / draft_w)))
     if (draft_w, draft_h) != (width, height):
-        im = (im if im is not None else Image.fromarray(arr)).resize((width, height), Image.Resampling.BILINEAR)
+        im = im if im is not None else Image.fromarray(arr)
+        im = im.resize((width, height), Image.Resampling.BILINEAR)
     if im is not None:
         arr = np.asarray(im, dtype=np.uint8)
     return arr, width / (draft_w * factor), height / (draft_h * factor)
@@ -260,7 +261,8 @@ def decode_lidar(frame: Any, returns: tuple[int, ...], cache: dict[Any, Any],
             if ri.range_image_flow_compressed:
                 has_flow = True
                 # decoded on first use: only range images with points that win a pixel need their labels
-                vel_all.append((_FlowImage(ri.range_image_flow_compressed, f"{where} flow", h, w, inflated), flat))
+                lazy = _FlowImage(ri.range_image_flow_compressed, f"{where} flow", h, w, inflated)
+                vel_all.append((lazy, flat))
             else:
                 vel_all.append(None)
     if not pts_all:

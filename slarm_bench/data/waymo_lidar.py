@@ -53,7 +53,8 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def inflate(compressed: bytes, what: str = "range image", sizes: dict[str, int] | None = None) -> bytes | bytearray:
+def inflate(compressed: bytes, what: str = "range image",
+            sizes: dict[str, int] | None = None) -> bytes | bytearray:
     """zlib stream -> its bytes. `sizes` remembers the inflated size per `what` across frames: with a
     size known, libdeflate (when installed) inflates in one shot; it checks the Adler-32 like zlib, and any
     failure (size changed, corrupt stream) goes to zlib, which gives the bytes or the error."""
