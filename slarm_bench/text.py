@@ -74,8 +74,8 @@ class TextEncoder:
         try:
             import open_clip
         except ImportError as err:
-            raise TextEncoderError("open_clip is not installed; pip install 'slarm-bench[clip]' "
-                                   "(open_clip_torch)") from err
+            raise TextEncoderError("open_clip is not installed: pip install open_clip_torch (a dependency "
+                                   "of slarm-bench; re-run `make test` or `pip install -e .`)") from err
         explicit = weights if weights is not None else os.environ.get(WEIGHTS_ENV)
         path = Path(explicit) if explicit else cached_clip_weights()
         if explicit and not path.is_file():
