@@ -11,7 +11,6 @@ window is run once unscored as warm-up. Peak memory: the CUDA allocator's peak, 
 
 from __future__ import annotations
 
-import math
 import resource
 import statistics
 import sys
@@ -19,8 +18,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-
-import numpy as np
 
 from slarm_bench.clip import Clip
 from slarm_bench.errors import SlarmBenchError

@@ -139,7 +139,8 @@ class ResultFolder:
             try:
                 existing = json.loads(binding_file.read_text())
             except json.JSONDecodeError as exc:
-                raise ResultsError(f"{binding_file} is corrupt ({exc}): move the folder away to start over")
+                raise ResultsError(f"{binding_file} is corrupt ({exc}): move the folder away to start over") \
+                    from exc
             if existing != self.binding:
                 raise ResultsError(
                     f"{self.path} holds results of {existing.get('protocol')} v{existing.get('protocol_version')}"
@@ -212,7 +213,8 @@ def _read_jsonl(path: Path) -> Iterable[dict[str, Any]]:
         except json.JSONDecodeError as exc:
             if i == len(lines) - 1:
                 break  # torn final line: its window has no completion record either
-            raise ResultsError(f"{path} line {i + 1} is corrupt ({exc}): move the folder away to start over")
+            raise ResultsError(f"{path} line {i + 1} is corrupt ({exc}): move the folder away to start over") \
+                from exc
     return out
 
 

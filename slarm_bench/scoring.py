@@ -15,9 +15,9 @@ import torch
 
 from slarm_bench.clip import Clip
 from slarm_bench.errors import SlarmBenchError
-from slarm_bench.metrics.base import Metric, MetricUnavailableError, Sample
+from slarm_bench.metrics.base import Metric, Sample
 from slarm_bench.metrics.depth import DepthRMSEMetric
-from slarm_bench.metrics.flow import FlowMetric, flow_errors, keep_flow_window
+from slarm_bench.metrics.flow import FlowMetric, keep_flow_window
 from slarm_bench.metrics.image import PSNRMetric, SSIMMetric, lpips_available
 from slarm_bench.metrics.semantic import SemanticMetric
 from slarm_bench.models.base import Model, Prediction

@@ -55,7 +55,7 @@ def test_matches_lpips_package_with_same_random_backbone(net: str, size: tuple[i
 
 def test_linear_layers_are_the_shipped_calibrated_ones(tmp_path) -> None:
     metric = LPIPSMetric("alex", random_init_seed=0)
-    shipped = torch.load(lpips.__path__[0] + "/weights/v0.1/alex.pth", map_location="cpu")
+    shipped = torch.load(lpips.__path__[0] + "/weights/v0.1/alex.pth", map_location="cpu", weights_only=True)
     assert torch.equal(metric.model.state_dict()["lin0.model.1.weight"], shipped["lin0.model.1.weight"])
 
 
