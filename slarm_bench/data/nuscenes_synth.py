@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from slarm_bench import geometry
+from slarm_bench.data.nuscenes_db import TABLES
 
 T0_US = 1_532_402_927_000_000
 KEYFRAME_US = 500_000
@@ -110,24 +111,7 @@ def make_dataroot(root: str | Path, spec: SynthSpec | None = None) -> Path:
     spec = spec or SynthSpec()
     root = Path(root)
     rng = np.random.default_rng(spec.seed)
-    tables: dict[str, list[dict]] = {
-        t: []
-        for t in (
-            "attribute",
-            "calibrated_sensor",
-            "category",
-            "ego_pose",
-            "instance",
-            "log",
-            "map",
-            "sample",
-            "sample_annotation",
-            "sample_data",
-            "scene",
-            "sensor",
-            "visibility",
-        )
-    }
+    tables: dict[str, list[dict]] = {t: [] for t in TABLES}
     tables["category"] = [
         {"token": f"cat-{i}", "name": n, "description": "", "index": i} for i, n in enumerate(CATEGORIES)
     ]
