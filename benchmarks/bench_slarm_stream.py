@@ -42,7 +42,9 @@ def random_frame(i: int, fps: float, size: tuple[int, int], rng: np.random.Gener
                 time=np.array([i / fps]), meta=meta)
 
 
-def run(model: SlarmModel, length: int, device: str, fps: float = 10.0) -> dict:
+def run(model: SlarmModel, length: int, device: str, fps: float = 10.0, render: bool = False) -> dict:
+    """Stream `length` random frames; with `render`, each timed step also renders its own timestep into
+    the 3 cameras (what a live viewer shows), so the figure is step + render."""
     rng = np.random.default_rng(0)
     frames = [random_frame(i, fps, model.cfg.image_size, rng) for i in range(length)]
     if device.startswith("cuda"):
@@ -52,7 +54,10 @@ def run(model: SlarmModel, length: int, device: str, fps: float = 10.0) -> dict:
     times = []
     for frame in frames:
         t0 = time.perf_counter()
-        state, _ = model.step(state, frame)
+        state, scene = model.step(state, frame)
+        if render:
+            model.render(scene, frame.cam_to_world[0], frame.intrinsics[0], float(frame.time[0]),
+                         model.cfg.image_size)
         model.synchronize()
         times.append(1e3 * (time.perf_counter() - t0))
     # the first steps include warm-up (kernel selection, allocator growth): median over the later half
@@ -100,6 +105,11 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     ap.add_argument("--plot", type=Path, default=Path("bench_slarm_stream.png"))
+    ap.add_argument("--render", action="store_true",
+                    help="time step + rendering the current timestep (3 cameras, RGB/depth/flow/features)")
+    ap.add_argument("--backend", default="auto", help="renderer for --render (auto: gsplat on CUDA)")
+    ap.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                    help="after the runs, profile STEPS window steps and print the top operators")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -113,16 +123,45 @@ def main() -> None:
             continue
         torch.manual_seed(0)
         model = SlarmModel(preset=args.preset, attention=attention, window=args.window, device=args.device,
-                           backend="torch", render_timesteps=1, dtype=dtype)
+                           backend=args.backend if args.render else "torch", render_timesteps=1, dtype=dtype)
         model.name = variant
         for length in args.lengths:
-            row = {"preset": args.preset, "variant": variant, **run(model, length, args.device),
+            row = {"preset": args.preset, "variant": variant,
+                   **run(model, length, args.device, render=args.render), "render": args.render,
                    "device": args.device, "device_name": device_name, "dtype": args.dtype,
                    "torch": torch.__version__}
             print(json.dumps(row), flush=True)
             rows.append(row)
-    plot(rows, args.plot)
-    print(json.dumps({"plot": str(args.plot)}))
+    if rows:
+        plot(rows, args.plot)
+        print(json.dumps({"plot": str(args.plot)}))
+    if args.profile:
+        profile_steps(args, dtype)
+
+
+def profile_steps(args: argparse.Namespace, dtype: torch.dtype | None) -> None:
+    """Print where a window step's time goes (operators by device and host time)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    model = SlarmModel(preset=args.preset, attention="window", window=args.window, device=args.device,
+                       backend=args.backend if args.render else "torch", render_timesteps=1, dtype=dtype)
+    rng = np.random.default_rng(0)
+    frames = [random_frame(i, 10.0, model.cfg.image_size, rng) for i in range(8 + args.profile)]
+    state = model.start()
+    for frame in frames[:8]:                                   # fill the window, warm up
+        state, _ = model.step(state, frame)
+    model.synchronize()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for frame in frames[8:]:
+            state, scene = model.step(state, frame)
+            if args.render:
+                model.render(scene, frame.cam_to_world[0], frame.intrinsics[0], float(frame.time[0]),
+                             model.cfg.image_size)
+        model.synchronize()
+    sort = "cuda_time_total" if args.device == "cuda" else "cpu_time_total"
+    print(prof.key_averages().table(sort_by=sort, row_limit=30, max_name_column_width=60))
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15, max_name_column_width=60))
 
 
 if __name__ == "__main__":

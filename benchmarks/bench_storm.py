@@ -4,7 +4,11 @@ Prints one JSON object: per precision (fp32, bf16 autocast) the median / min / p
 forwards after warm-up, peak GPU memory, and the set-up (device, GPU, torch, preset, compile).
 On CUDA the times come from CUDA events around each forward; on the CPU from perf_counter.
 
-    python benchmarks/bench_storm.py --device cuda [--preset storm-b8] [--compile] [--iters 20]
+    python benchmarks/bench_storm.py --device cuda [--preset storm-b8] [--compile] [--iters 20] [--render]
+
+With --render each timed call also turns the prediction into Gaussians and renders one target timestep
+into the 3 cameras (RGB, expected depth, alpha and 3 flow channels with the sky colour composited and the
+per-camera affine applied), as `slarm-bench run` does for every target; the renderer runs in fp32.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import time
 
 import torch
 
+from slarm_bench.models.storm import gaussians_from_output, render_views
 from slarm_bench.models.storm_net import STORM_PRESETS, StormNet, storm_config
 
 
@@ -62,6 +67,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--precisions", default="fp32,bf16")
     ap.add_argument("--compile", action="store_true", help="torch.compile the model first")
+    ap.add_argument("--render", action="store_true", help="time prediction + one rendered target timestep")
+    ap.add_argument("--backend", default="auto", help="renderer for --render (auto: gsplat on CUDA)")
     args = ap.parse_args(argv)
 
     device = torch.device(args.device)
@@ -72,11 +79,15 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = storm_config(args.preset)
     model = StormNet(cfg).to(device).eval()
     fn = torch.compile(model) if args.compile else model
+    if args.render:
+        from slarm_bench.render import resolve_backend
+
+        backend = resolve_backend(args.backend)
     inputs = make_inputs(cfg, args.batch, args.timesteps, device)
     result: dict = {
         "benchmark": "storm_forward", "preset": args.preset, "device": str(device),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        "torch": torch.__version__, "compile": args.compile,
+        "torch": torch.__version__, "compile": args.compile, "render": args.render,
         "input": [args.batch, args.timesteps, cfg.num_cameras, 3, *cfg.image_size],
         "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
         "warmup": args.warmup, "iters": args.iters, "results": {},
@@ -87,7 +98,15 @@ def main(argv: list[str] | None = None) -> dict:
         def run(*xs, dtype=dtype):
             with torch.no_grad(), torch.autocast(device.type, dtype=dtype or torch.float32,
                                                  enabled=dtype is not None):
-                return fn(*xs)
+                out = fn(*xs)
+            if not args.render:
+                return out
+            with torch.no_grad():
+                images, c2w, k, time_ = xs
+                gaussians = gaussians_from_output(out, time_, cfg.static)
+                # the target: the cameras of the second context timestep, half a frame later
+                return render_views(model, gaussians, out.sky_token, out.affine, c2w[:, 1], k[:, 1],
+                                    time_[:, 1] + 0.05, tuple(cfg.image_size), backend, check=False)
 
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
