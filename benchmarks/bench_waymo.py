@@ -6,6 +6,7 @@ at the default 320x480 (3 cameras: images, depth, flow, ground, dynamic masks). 
 With --workers N it also times `api.prepare` (build + store write) of N such segments with 1 and N worker
 processes: wall time, and CPU time of this process and its workers.
 Run: OMP_NUM_THREADS=1 taskset -c 0 .venv/bin/python benchmarks/bench_waymo.py [--frames N] [--workers N]
+(workers inherit the CPU affinity: to see them scale, run --workers without taskset).
 """
 
 from __future__ import annotations

@@ -161,6 +161,11 @@ def test_inflate_size_hints_fall_back_on_change_and_corruption():
     np.testing.assert_array_equal(decode_matrix_float(encode_matrix_float(a), "x", sizes), a)
     bigger = np.ones((3, 3, 4), np.float32)  # size changed: the hint is too small, zlib decodes it
     np.testing.assert_array_equal(decode_matrix_float(encode_matrix_float(bigger), "x", sizes), bigger)
+    hint = sizes["x"]
+    assert hint > bigger.nbytes
+    # a hint is an upper bound: a smaller stream under the same key (another image of one lidar) decodes
+    np.testing.assert_array_equal(decode_matrix_float(encode_matrix_float(a), "a flow", sizes, "x"), a)
+    assert sizes == {"x": hint}
     blob = bytearray(encode_matrix_float(a))
     blob[-2] ^= 0xFF  # Adler-32 trailer
     with pytest.raises(WaymoLidarError, match="corrupt"):

@@ -47,7 +47,8 @@ from slarm_bench.data.waymo_frame import (
     parse_frame,
     target_sizes,
 )
-from slarm_bench.data.waymo_project import NEAR, FramePixels, frame_pixels
+from slarm_bench.data.waymo_kernels import scatter_hits
+from slarm_bench.data.waymo_project import NEAR, FramePixels, frame_pixels, frame_pixels_fused
 from slarm_bench.errors import SlarmBenchError, check_name
 
 SPLITS = ("training", "validation")
@@ -118,11 +119,11 @@ def build_sequence(path: str | os.PathLike, cameras: list[str] | tuple[str, ...]
                                      f"{sorted(calibs)}: choose among those with --cameras")
             sizes = target_sizes(calibs, cameras, height, width)
         try:
-            f = decode_frame(frame, cameras, sizes, lidar_returns, cache, FLOW_MIN_SPEED)
+            f = decode_frame(frame, cameras, sizes, lidar_returns, cache, FLOW_MIN_SPEED, lidar_points=False)
             if world_from_global is None:
                 world_from_global = geometry.invert_pose(f.pose)
             # project now and keep only the winning points: a segment's clouds would not fit in memory
-            pixels.append(_frame_pixels(f, cameras, sizes, world_from_global))
+            pixels.append(_frame_pixels(f, cameras, sizes, world_from_global, cache.setdefault("work", {})))
         except SlarmBenchError as exc:
             raise WaymoDataError(f"{path}: record {i}: {exc}") from exc
         frames.append(f)
@@ -135,12 +136,12 @@ def build_sequence(path: str | os.PathLike, cameras: list[str] | tuple[str, ...]
 
 
 def _frame_pixels(f: FrameData, cameras: list[str], sizes: dict[str, tuple[int, int]],
-                  world_from_global: np.ndarray) -> FramePixels | None:
-    """The frame's lidar z-buffered into its cameras (same poses and intrinsics as `_assemble` writes);
-    drops the frame's points and labels. None without lidar or with a camera missing (reported later)."""
-    points, labels = f.points, f.velocity
-    f.points = f.velocity = None
-    if points is None or any(c not in f.cameras for c in cameras):
+                  world_from_global: np.ndarray, work: dict[str, np.ndarray] | None = None) -> FramePixels | None:
+    """The frame's lidar (range images: compiled path; points: numpy reference) z-buffered into its cameras
+    (poses and intrinsics as `_assemble` writes them); drops it from `f`. None without lidar or cameras."""
+    points, labels, blocks = f.points, f.velocity, f.blocks
+    f.points = f.velocity = f.blocks = None
+    if (points is None and blocks is None) or any(c not in f.cameras for c in cameras):
         return None
     vehicle_to_world = world_from_global @ f.pose
     views = []
@@ -149,6 +150,9 @@ def _frame_pixels(f: FrameData, cameras: list[str], sizes: dict[str, tuple[int, 
         c2w = geometry.flu_cam_to_opencv(world_from_global @ cam.ego_to_global @ cam.cam_to_ego)
         k = cam.intrinsics.astype(np.float32)  # the Sequence stores float32 intrinsics
         views.append((geometry.invert_pose(c2w) @ vehicle_to_world, k, *sizes[name]))
+    if blocks is not None:
+        fp, f.lidar_counts = frame_pixels_fused(blocks, views, FLOW_MIN_SPEED, NEAR, work)
+        return fp
     return frame_pixels(points, labels, views, NEAR)
 
 
@@ -262,22 +266,23 @@ def _lidar_fields(pixels: list[FramePixels | None], cameras: list[str], sizes: d
     if flow_source is not None:
         flow = np.zeros((t_count, v_count, height, width, 3), np.float32)
         dynamic = np.zeros((t_count, v_count, height, width), bool)
+    vel, moving = np.zeros((0, 3), np.float32), np.zeros(0, bool)  # no flow: none written, stand-in planes
+    flow_plane, dynamic_plane = np.zeros((1, 3), np.float32), np.zeros(1, bool)
     for t, px in enumerate(pixels):
         if px is None:
             continue
-        vel = speed = None
         if flow_source is not None:
             vel = _winner_velocities(pixels, t, flow_source, vehicle_to_world, boxes, time)
-            speed = np.linalg.norm(vel, axis=-1)
+            square = vel * vel  # |v| as np.linalg.norm sums it, ((x^2 + y^2) + z^2), without its slow reduce
+            moving = np.sqrt((square[:, 0] + square[:, 1]) + square[:, 2]) > DYNAMIC_SPEED
         for v, name in enumerate(cameras):
             # a camera's valid rows are a prefix of full-width rows: its pixel ids index the padded plane
             assert sizes[name][1] == width
-            pix, slot = px.pixel[v], px.slot[v]
-            depth[t, v].reshape(-1)[pix] = px.depth[v]
-            ground[t, v].reshape(-1)[pix] = px.ground[slot]
-            if vel is not None:
-                flow[t, v].reshape(-1, 3)[pix] = vel[slot]
-                dynamic[t, v].reshape(-1)[pix] = speed[slot] > DYNAMIC_SPEED
+            if flow is not None and dynamic is not None:
+                flow_plane, dynamic_plane = flow[t, v].reshape(-1, 3), dynamic[t, v].reshape(-1)
+            # depth[t, v].flat[pix] = px.depth[v], ground ... = px.ground[slot], flow and dynamic alike
+            scatter_hits(px.pixel[v], px.slot[v], px.depth[v], px.ground, vel, moving, depth[t, v].reshape(-1),
+                         ground[t, v].reshape(-1), flow_plane, dynamic_plane)
     return depth, flow, ground, dynamic, flow_source
 
 

@@ -129,6 +129,7 @@ class FrameData:
     boxes: BoxData
     lidar_counts: dict[str, int] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
+    blocks: list[RangeBlock] | None = None  # range images not yet made points (decode_frame lidar_points=False)
 
 
 def target_sizes(calibrations: dict[str, Any], cameras: list[str], height: int,
@@ -225,13 +226,30 @@ def decode_boxes(frame: Any) -> BoxData:
     return out
 
 
-def decode_lidar(frame: Any, returns: tuple[int, ...], cache: dict[Any, Any],
-                 min_speed: float) -> tuple[np.ndarray | None, LabelFlow | None, dict[str, int]]:
-    """All lidars' points (vehicle frame of frame.pose) and their velocity labels (None without labels)."""
+@dataclass
+class RangeBlock:
+    """One decoded range image (one lidar, one return) whose points are not made yet.
+
+    range_m float32 [H,W] (a view of the inflated image's range channel; <= 0 no return); pixel_pose
+    [H,W,6] (TOP lidar: vehicle-to-world per pixel, shared by both returns) with frame_pose [4,4], or None;
+    flow: the compressed flow range image, decoded when called, or None without labels.
+    """
+
+    name: str                       # "TOP/1": lidar and return
+    range_m: np.ndarray
+    geom: LidarGeometry
+    pixel_pose: np.ndarray | None
+    frame_pose: np.ndarray | None
+    flow: _FlowImage | None
+
+
+def lidar_blocks(frame: Any, returns: tuple[int, ...], cache: dict[Any, Any]) -> list[RangeBlock]:
+    """The frame's range images in point order (lidars by name, then `returns`), inflated, not yet points.
+
+    `cache` keeps each lidar's geometry and the inflated sizes across the frames of a segment."""
     calibs = {lc.name: lc for lc in frame.context.laser_calibrations}
     frame_pose = _transform(frame.pose.transform)
-    pts_all, vel_all, counts = [], [], {}
-    has_flow = False
+    blocks: list[RangeBlock] = []
     inflated = cache.setdefault("inflated sizes", {})  # see waymo_lidar.inflate
     for laser in sorted(frame.lasers, key=lambda las: las.name):
         name = LASER_NAMES[laser.name - 1] if 1 <= laser.name <= 5 else str(laser.name)
@@ -243,7 +261,8 @@ def decode_lidar(frame: Any, returns: tuple[int, ...], cache: dict[Any, Any],
             if laser.name not in calibs:
                 raise WaymoDataError(f"lidar {name} has range images but no calibration in the frame context")
             where = f"lidar {name} return {ret}"
-            image = decode_matrix_float(ri.range_image_compressed, where, inflated)
+            # both returns and the flow images of a lidar have one shape, hence one inflated size
+            image = decode_matrix_float(ri.range_image_compressed, where, inflated, f"lidar {name}")
             h, w = image.shape[:2]
             key = (laser.name, h, w)
             if key not in cache:
@@ -254,37 +273,49 @@ def decode_lidar(frame: Any, returns: tuple[int, ...], cache: dict[Any, Any],
             if laser.name == TOP_LASER and pixel_pose is None and laser.ri_return1.range_image_pose_compressed:
                 pixel_pose = decode_matrix_float(laser.ri_return1.range_image_pose_compressed,
                                                  f"lidar {name} pixel poses", inflated)
-            pts, flat = range_image_to_points(image[..., 0], cache[key], pixel_pose,
-                                              frame_pose if pixel_pose is not None else None)
-            pts_all.append(pts)
-            counts[f"{name}/{ret}"] = int(pts.shape[0])
-            if ri.range_image_flow_compressed:
-                has_flow = True
-                # decoded on first use: only range images with points that win a pixel need their labels
-                lazy = _FlowImage(ri.range_image_flow_compressed, f"{where} flow", h, w, inflated)
-                vel_all.append((lazy, flat))
-            else:
-                vel_all.append(None)
+            # decoded on first use: only range images with points that win a pixel need their labels
+            flow = (_FlowImage(ri.range_image_flow_compressed, f"{where} flow", h, w, inflated, f"lidar {name}")
+                    if ri.range_image_flow_compressed else None)
+            blocks.append(RangeBlock(f"{name}/{ret}", image[..., 0], cache[key], pixel_pose,
+                                     frame_pose if pixel_pose is not None else None, flow))
+    if any(b.flow is None for b in blocks) and any(b.flow is not None for b in blocks):
+        raise WaymoDataError("some range images carry flow labels and others do not: a partial scene-flow "
+                             "file; use the complete scene-flow release")
+    return blocks
+
+
+def decode_lidar(frame: Any, returns: tuple[int, ...], cache: dict[Any, Any],
+                 min_speed: float) -> tuple[np.ndarray | None, LabelFlow | None, dict[str, int]]:
+    """All lidars' points (vehicle frame of frame.pose) and their velocity labels (None without labels).
+
+    The numpy reference of the adapter's lidar path (`waymo_project.frame_pixels_fused` makes the points
+    and z-buffers in one compiled pass instead)."""
+    blocks = lidar_blocks(frame, returns, cache)
+    pts_all, flats, counts = [], [], {}
+    for b in blocks:
+        pts, flat = range_image_to_points(b.range_m, b.geom, b.pixel_pose, b.frame_pose)
+        pts_all.append(pts)
+        flats.append(flat)
+        counts[b.name] = int(pts.shape[0])
     if not pts_all:
         return None, None, counts
     # [3,N] concatenation, returned transposed: column-major [N,3] keeps each coordinate contiguous
     points = np.concatenate([p.T for p in pts_all], axis=1).T
-    if not has_flow:
+    if blocks[0].flow is None:
         return points, None, counts
-    if any(v is None for v in vel_all):
-        raise WaymoDataError("some range images carry flow labels and others do not: a partial scene-flow "
-                             "file; use the complete scene-flow release")
-    return points, LabelFlow([v[0] for v in vel_all], [v[1] for v in vel_all], min_speed), counts
+    return points, LabelFlow([b.flow for b in blocks], flats, min_speed), counts
 
 
 class _FlowImage:
     """A compressed flow range image, decoded and checked ([H,W,4+]) when called."""
 
-    def __init__(self, compressed: bytes, where: str, height: int, width: int, sizes: dict[str, int]) -> None:
+    def __init__(self, compressed: bytes, where: str, height: int, width: int, sizes: dict[str, int],
+                 size_key: str | None = None) -> None:
         self.compressed, self.where, self.shape, self.sizes = compressed, where, (height, width), sizes
+        self.size_key = size_key
 
     def __call__(self) -> np.ndarray:
-        flow = decode_matrix_float(self.compressed, self.where, self.sizes)
+        flow = decode_matrix_float(self.compressed, self.where, self.sizes, self.size_key)
         if flow.ndim != 3 or flow.shape[-1] < 4 or flow.shape[:2] != self.shape:
             raise WaymoDataError(f"{self.where}: flow range image has shape {list(flow.shape)}, expected "
                                  f"[{self.shape[0]},{self.shape[1]},4+]: a corrupt scene-flow file")
@@ -293,8 +324,11 @@ class _FlowImage:
 
 def decode_frame(frame: Any, cameras: list[str], sizes: dict[str, tuple[int, int]],
                  returns: tuple[int, ...] = (1, 2), lidar_cache: dict[Any, LidarGeometry] | None = None,
-                 min_speed: float = 0.5, with_lidar: bool = True) -> FrameData:
-    """Decode the requested cameras (resized to `sizes`), lidar points and boxes of one Frame."""
+                 min_speed: float = 0.5, with_lidar: bool = True, lidar_points: bool = True) -> FrameData:
+    """Decode the requested cameras (resized to `sizes`), lidar points and boxes of one Frame.
+
+    With lidar_points=False the lidar stays as inflated range images (`FrameData.blocks`, points, velocity
+    and lidar_counts unset) for `waymo_project.frame_pixels_fused`, which makes the points as it projects."""
     calibs = {CAMERA_NAMES[c.name - 1]: c for c in frame.context.camera_calibrations if 1 <= c.name <= 5}
     frame_pose = _transform(frame.pose.transform)
     out_cams: dict[str, CameraData] = {}
@@ -319,15 +353,17 @@ def decode_frame(frame: Any, cameras: list[str], sizes: dict[str, tuple[int, int
             cam_to_ego=_transform(cal.extrinsic.transform), ego_to_global=pose,
             timestamp=float(img.pose_timestamp) if img.pose_timestamp else frame.timestamp_micros * 1e-6,
             semantic=seg, source_size=(int(cal.height), int(cal.width)))
-    points = velocity = None
+    points = velocity = blocks = None
     counts: dict[str, int] = {}
-    if with_lidar:
-        points, velocity, counts = decode_lidar(frame, returns, lidar_cache if lidar_cache is not None
-                                                else {}, min_speed)
+    cache = lidar_cache if lidar_cache is not None else {}
+    if with_lidar and lidar_points:
+        points, velocity, counts = decode_lidar(frame, returns, cache, min_speed)
+    elif with_lidar:
+        blocks = lidar_blocks(frame, returns, cache)
     missing = [f"camera {c}" for c in cameras if c not in out_cams]
-    if points is None:
+    if points is None and not blocks:
         missing.append("lidar")
-    if velocity is None:
+    if velocity is None and not (blocks and blocks[0].flow is not None):
         missing.append("flow labels")
     if not any(c.semantic is not None for c in out_cams.values()):
         missing.append("camera segmentation")
@@ -335,4 +371,4 @@ def decode_frame(frame: Any, cameras: list[str], sizes: dict[str, tuple[int, int
         missing.append("3D boxes")
     return FrameData(timestamp=frame.timestamp_micros * 1e-6, pose=frame_pose, cameras=out_cams,
                      points=points, velocity=velocity, boxes=decode_boxes(frame), lidar_counts=counts,
-                     missing=missing)
+                     missing=missing, blocks=blocks or None)

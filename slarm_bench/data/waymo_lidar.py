@@ -53,12 +53,14 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def inflate(compressed: bytes, what: str = "range image",
-            sizes: dict[str, int] | None = None) -> bytes | bytearray:
-    """zlib stream -> its bytes. `sizes` remembers the inflated size per `what` across frames: with a
-    size known, libdeflate (when installed) inflates in one shot; it checks the Adler-32 like zlib, and any
-    failure (size changed, corrupt stream) goes to zlib, which gives the bytes or the error."""
-    hint = sizes.get(what) if sizes is not None else None
+def inflate(compressed: bytes, what: str = "range image", sizes: dict[str, int] | None = None,
+            size_key: str | None = None) -> bytes | bytearray:
+    """zlib stream -> its bytes. `sizes` remembers the inflated size per `size_key` (default `what`) across
+    frames: with a size known, libdeflate (when installed) inflates in one shot into a buffer of that size
+    (an upper bound is enough: streams of one key may differ a little); it checks the Adler-32 like zlib, and
+    any failure (larger stream, corrupt stream) goes to zlib, which gives the bytes or the error."""
+    key = what if size_key is None else size_key
+    hint = sizes.get(key) if sizes is not None else None
     if hint is not None and _libdeflate is not None:
         try:
             return _libdeflate.zlib_decompress(compressed, hint)
@@ -69,18 +71,19 @@ def inflate(compressed: bytes, what: str = "range image",
     except _INFLATE_ERRORS as exc:
         raise WaymoLidarError(f"{what}: zlib data is corrupt ({exc}); re-download the segment") from exc
     if sizes is not None:
-        sizes[what] = len(buf)
+        sizes[key] = max(len(buf), hint or 0)
     return buf
 
 
-def decode_matrix_float(compressed: bytes, what: str = "range image",
-                        sizes: dict[str, int] | None = None) -> np.ndarray:
+def decode_matrix_float(compressed: bytes, what: str = "range image", sizes: dict[str, int] | None = None,
+                        size_key: str | None = None) -> np.ndarray:
     """zlib'd serialized MatrixFloat -> float32 array of its shape (read-only view of the inflated bytes).
 
     Parses the two fields directly (packed float data = field 1, MatrixShape = field 2): going through
-    the protobuf runtime would copy a million floats one Python object at a time. `sizes`: see `inflate`.
+    the protobuf runtime would copy a million floats one Python object at a time. `sizes`, `size_key`: see
+    `inflate`.
     """
-    raw = inflate(compressed, what, sizes)
+    raw = inflate(compressed, what, sizes, size_key)
     buf = memoryview(raw).toreadonly()  # slices of a memoryview share the buffer: no copy of the floats
     data: np.ndarray | None = None
     dims: list[int] = []
@@ -232,8 +235,8 @@ def range_image_to_points(range_m: np.ndarray, geom: LidarGeometry, pixel_pose: 
     if pixel_pose is not None:
         if frame_pose is None:
             raise WaymoLidarError("a per-pixel lidar pose needs the frame pose")
-        mat, unit = _pixel_to_frame(pixel_pose, flat, frame_pose)
-        m = np.take(mat, unit, axis=1)  # [12,N]: rotation rows then translation, per point
+        mats, per_column = pose_matrices(pixel_pose, frame_pose)
+        m = np.take(mats.T, flat % range_m.shape[-1] if per_column else flat, axis=1)  # [12,N] per point
         out = np.empty_like(pts)
         for i in range(3):
             np.multiply(m[3 * i], pts[0], out=out[i])
@@ -244,26 +247,24 @@ def range_image_to_points(range_m: np.ndarray, geom: LidarGeometry, pixel_pose: 
     return pts.T, flat
 
 
-def _pixel_to_frame(pixel_pose: np.ndarray, flat: np.ndarray,
-                    frame_pose: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Transforms from the vehicle frame at pixel time to the frame's vehicle frame, as float32 [12,U]
-    (row-major rotation, then translation) over U distinct poses, and the pose of each point [N].
+def pose_matrices(pixel_pose: np.ndarray, frame_pose: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Transforms from the vehicle frame at pixel time to the frame's vehicle frame, float32 [U,12]
+    (row-major rotation, then translation), and whether they are per column (U = W) or per pixel (U = H*W,
+    row-major). pixel_pose [H,W,6] (roll, pitch, yaw, x, y, z); frame_pose [4,4] vehicle to world.
 
     A spinning lidar fires a column at one instant, so its pose image is usually constant down each
     column: then only W transforms are built (a pure speed-up; the arithmetic per pose is the same)."""
     h, w = pixel_pose.shape[:2]
     pp = pixel_pose.reshape(h, w, 6)
-    if (pp == pp[:1]).all():
-        poses, unit = pp[0].astype(np.float64), flat % w
-    else:
-        poses, unit = pp.reshape(-1, 6)[flat].astype(np.float64), np.arange(flat.size)
+    per_column = bool((pp == pp[:1]).all())
+    poses = (pp[0] if per_column else pp.reshape(-1, 6)).astype(np.float64)
     frame_pose = np.asarray(frame_pose, np.float64)
     rot_f_t = frame_pose[:3, :3].T
     # relative translation first, in float64: global coordinates (km) would lose mm in float32
     rot = rot_f_t @ euler_to_matrix(poses[:, 0], poses[:, 1], poses[:, 2])        # [U,3,3]
     trans = (poses[:, 3:6] - frame_pose[:3, 3]) @ rot_f_t.T                        # [U,3]
-    mat = np.concatenate([rot.reshape(-1, 9), trans], axis=1).T                    # [12,U]
-    return np.ascontiguousarray(mat, np.float32), unit
+    mats = np.concatenate([rot.reshape(-1, 9), trans], axis=1)                     # [U,12]
+    return np.ascontiguousarray(mats, np.float32), per_column
 
 
 def label_velocities(flow_image: np.ndarray, flat: np.ndarray, min_speed: float = 0.5) -> np.ndarray:
@@ -286,20 +287,34 @@ def ground_plane(points: np.ndarray, threshold: float = 0.2, iterations: int = 5
     """Coefficients (a, b, c) of the ground plane z = a x + b y + c [3] by iterated least squares, or None.
 
     points [N,3] in a vehicle frame (z up). Above `max_points` points the fit uses a fixed-seed random
-    sample of that many (deterministic; the least-squares plane of 20 000 points differs from that of all
-    points by millimetres, so only points that close to the threshold change class).
-    Seeds: points within `radius` m horizontally whose height is within `seed_band` m of the
-    `seed_quantile` height quantile; fit; keep points within `threshold` m of the plane; refit.
+    sample of that many (`ground_sample`; deterministic; the least-squares plane of 20 000 points differs
+    from that of all points by millimetres, so only points that close to the threshold change class).
+    The fit itself: `fit_ground_plane`.
     """
     n = points.shape[0]
     if n < 3:
         return None
-    if n > max_points:
-        # a seeded random sample: a stride would alias with the range images' row and column structure
-        pick = np.sort(np.random.default_rng(0).integers(0, n, max(int(max_points), 3)))
-        p = np.asarray(points[pick], np.float64)
-    else:
-        p = np.asarray(points, np.float64)
+    pick = ground_sample(n, max_points)
+    return fit_ground_plane(points if pick is None else points[pick], threshold, iterations, radius,
+                            seed_quantile, seed_band)
+
+
+def ground_sample(n: int, max_points: int = GROUND_FIT_POINTS) -> np.ndarray | None:
+    """Sorted indices (int64, repeats possible) of the points of N that `ground_plane` fits, or None: all."""
+    if n <= max_points:
+        return None
+    # a seeded random sample: a stride would alias with the range images' row and column structure
+    return np.sort(np.random.default_rng(0).integers(0, n, max(int(max_points), 3)))
+
+
+def fit_ground_plane(points: np.ndarray, threshold: float = 0.2, iterations: int = 5, radius: float = 40.0,
+                     seed_quantile: float = 0.1, seed_band: float = 0.3) -> np.ndarray | None:
+    """`ground_plane`'s fit on points [K,3] (all of them, in float64), or None.
+
+    Seeds: points within `radius` m horizontally whose height is within `seed_band` m of the
+    `seed_quantile` height quantile; fit; keep points within `threshold` m of the plane; refit.
+    """
+    p = np.asarray(points, np.float64)
     near = np.hypot(p[:, 0], p[:, 1]) < radius
     if near.sum() < 3:
         return None
