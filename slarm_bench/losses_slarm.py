@@ -109,12 +109,13 @@ def slarm_training_outputs(net: SlarmNet, images: torch.Tensor, cam_to_world: to
 def slarm_render_targets(net: SlarmNet, out: SlarmFrames, time: torch.Tensor,
                          target_cam_to_world: torch.Tensor, target_intrinsics: torch.Tensor,
                          target_time: torch.Tensor, fps: float | None = None, backend: str = "auto",
-                         flow: bool = True) -> dict[str, torch.Tensor]:
+                         flow: bool = True, features: bool = True) -> dict[str, torch.Tensor]:
     """Render one network output (any dtype; rendered in fp32) at one target timestep per sample.
 
     out: `net(...)` of B samples [B,T,V,H,W,...]; time [B,T] seconds; targets as in
     `slarm_training_outputs`. flow=False skips the flow render (then `fps` may be None); the losses do not
-    use it. Call several times on one `out` to supervise several target timesteps with one forward.
+    use it. features=False skips rendering and decoding the language features ("features" is then None).
+    Call several times on one `out` to supervise several target timesteps with one forward.
     """
     if flow and not fps:
         raise SlarmLossError("slarm_render_targets: rendering flow needs the frame rate fps > 0")
@@ -123,7 +124,8 @@ def slarm_render_targets(net: SlarmNet, out: SlarmFrames, time: torch.Tensor,
     flat = lambda x: x.reshape(b, n, *x.shape[5:]).float()  # noqa: E731
     origin = time.float()[:, :, None].expand(b, t, v * h * w).reshape(b, n)
     g = Gaussians(means=flat(out.means), quats=flat(out.quats), scales=flat(out.scales),
-                  opacities=flat(out.opacities), colors=flat(out.colors), features=flat(out.features),
+                  opacities=flat(out.opacities), colors=flat(out.colors),
+                  features=flat(out.features) if features else None,
                   motion=flat(out.motion), origin_time=origin)
     device = out.means.device
     _, dirs = camera_rays_torch(target_intrinsics.float(), target_cam_to_world.float(),
@@ -132,7 +134,8 @@ def slarm_render_targets(net: SlarmNet, out: SlarmFrames, time: torch.Tensor,
     sky = torch.sigmoid(net.sky_head(dirs.reshape(b, v, h, w, 3), sky_token))
     r = render(g, target_cam_to_world.float(), target_intrinsics.float(), (h, w), time=target_time.float(),
                backend=backend, background=sky, color_transform=out.affine.float().mean(dim=1),
-               features=True, flow=flow, flow_dt=1.0 / fps if flow else None, near=net.cfg.near,
+               features=features, flow=flow, flow_dt=1.0 / fps if flow else None, near=net.cfg.near,
                far=net.cfg.far, check=False)
-    return {"rgb": r.rgb, "depth": r.depth, "alpha": r.alpha, "features": net.decode_features(r.features),
+    decoded = net.decode_features(r.features) if features else None
+    return {"rgb": r.rgb, "depth": r.depth, "alpha": r.alpha, "features": decoded,
             "flow": r.flow, "motion": g.motion}

@@ -111,11 +111,16 @@ class SlarmTrainStep(nn.Module):
     a pixel's target is the row of its label, looked up inside the loss on the device.
     """
 
-    def __init__(self, net: SlarmNet, backend: str, lpips_weight: float, bf16: bool = False) -> None:
+    def __init__(self, net: SlarmNet, backend: str, lpips_weight: float, bf16: bool = False,
+                 feature_targets: int | None = None) -> None:
         super().__init__()
         from slarm_bench.text import default_encoder
 
+        if feature_targets is not None and feature_targets < 1:
+            raise TrainError(f"feature_targets must be at least 1 (or None for every target), got "
+                             f"{feature_targets}")
         self.net, self.backend, self.bf16 = net, backend, bf16
+        self.feature_targets = feature_targets
         # lpips_start=0: the loop decides when LPIPS starts (it passes lpips_fn from then on).
         self.loss_cfg = SlarmLossConfig(lpips=lpips_weight, lpips_start=0)
         encoder = default_encoder()
@@ -129,7 +134,8 @@ class SlarmTrainStep(nn.Module):
         object.__setattr__(self, "lpips_fn", fn)
 
     def summary(self) -> dict[str, Any]:
-        return {"teacher": f"synthetic teacher: text embedding of the ground-truth class ({self.teacher})"}
+        return {"teacher": f"synthetic teacher: text embedding of the ground-truth class ({self.teacher})",
+                "feature_targets": self.feature_targets or "all"}
 
     def forward(self, batch: dict[str, torch.Tensor], use_lpips: bool) -> dict[str, torch.Tensor]:
         net = self.net
@@ -138,16 +144,23 @@ class SlarmTrainStep(nn.Module):
         with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             net_time = (seconds - seconds[:, :1]) / net.cfg.time_span
             out = net(images, batch["ctx_c2w"], batch["ctx_k"], net_time)
+        num_targets = batch["tgt_images"].shape[1]
+        # Language features are rendered (64 more channels through the rasteriser, decoded to 512 per pixel)
+        # for the first `feature_targets` target timesteps only: most of a step's time and memory otherwise.
+        # The targets are drawn at random per sample, so this is an unbiased subsample of the feature loss.
+        with_features = min(num_targets, self.feature_targets or num_targets)
         views = [slarm_render_targets(net, out, seconds, batch["tgt_c2w"][:, j], batch["tgt_k"][:, j],
-                                      batch["tgt_time"][:, j], backend=self.backend, flow=False)
-                 for j in range(batch["tgt_images"].shape[1])]
+                                      batch["tgt_time"][:, j], backend=self.backend, flow=False,
+                                      features=j < with_features)
+                 for j in range(num_targets)]
         # Targets stacked as extra views: [B,S,V,...] -> [B,S*V,...].
-        pred = {k: torch.stack([v[k] for v in views], dim=1).flatten(1, 2)
-                for k in ("rgb", "depth", "alpha", "features")}
+        pred = {k: torch.stack([v[k] for v in views], dim=1).flatten(1, 2) for k in ("rgb", "depth", "alpha")}
+        pred["features"] = torch.stack([v["features"] for v in views[:with_features]], dim=1).flatten(1, 2)
         pred["motion"] = views[0]["motion"]
         gt = {"rgb": batch["tgt_images"].float().flatten(1, 2) / 255.0,
               "depth": batch["tgt_depth"].flatten(1, 2),
-              "teacher_labels": batch["tgt_semantic"].long().flatten(1, 2), "teacher_table": self.class_table}
+              "teacher_labels": batch["tgt_semantic"][:, :with_features].long().flatten(1, 2),
+              "teacher_table": self.class_table}
         # The sky term needs a mask on every sample (one dataset per run: all or none have one).
         if bool(batch["has_sky"].all()):
             gt["sky"] = batch["tgt_sky"].flatten(1, 2)
@@ -339,6 +352,7 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
           bf16: bool | None = None, num_workers: int = 4, log_every: int = 10, lpips_weight: float = 0.05,
           lpips_start: int = 5000, data_root: str | os.PathLike | None = None,
           generate_on_the_fly: bool = False, max_minutes: float | None = None, num_targets: int = 4,
+          feature_targets: int | None = 1,
           backend: str = "auto", config: StormConfig | SlarmConfig | dict | None = None, split: str = "train",
           max_scenes: int | None = None, compile: bool = False, quiet: bool = False,
           stop_after: int | None = None) -> dict[str, Any]:
@@ -401,7 +415,8 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
         (out / "train_log.csv").unlink()
     net.to(dev)
 
-    step_module = fam.step(net, render_backend, lpips_weight, use_bf16).to(dev)
+    extra = {"feature_targets": feature_targets} if fam.dataset is SemanticWindowDataset else {}
+    step_module = fam.step(net, render_backend, lpips_weight, use_bf16, **extra).to(dev)
     runner: nn.Module = step_module
     if distributed:
         from torch.nn.parallel import DistributedDataParallel
@@ -578,13 +593,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--compile", action="store_true")
     p.add_argument("--max-scenes", type=int, default=None)
     p.add_argument("--num-targets", type=int, default=4)
+    p.add_argument("--feature-targets", type=int, default=1,
+                   help="SLARM: target timesteps per sample that also render and distil language features "
+                        "(0 = all)")
     a = p.parse_args(argv)
     train(a.model, a.dataset, a.out_dir, a.steps, a.batch_size, a.lr, a.warmup, a.weight_decay,
           grad_clip=a.grad_clip, ckpt_every=a.ckpt_every, resume=not a.no_resume, seed=a.seed,
           device=a.device, bf16=False if a.no_bf16 else None, num_workers=a.num_workers,
           log_every=a.log_every, lpips_weight=a.lpips_weight, lpips_start=a.lpips_start,
           data_root=a.data_root, generate_on_the_fly=a.generate_on_the_fly, max_minutes=a.max_minutes,
-          backend=a.backend, compile=a.compile, max_scenes=a.max_scenes, num_targets=a.num_targets)
+          backend=a.backend, compile=a.compile, max_scenes=a.max_scenes, num_targets=a.num_targets,
+          feature_targets=a.feature_targets or None)
 
 
 if __name__ == "__main__":

@@ -155,3 +155,26 @@ def test_tiny_presets_fit_the_export_budget():
     assert storm_config("storm-b8").pixel_shift == 0.5
     for name in ("slarm-t", "slarm-t-o1", "slarm-t-o2"):
         assert count(SlarmNet(slarm_config(name))) < 7_500_000, name
+
+
+def test_slarm_feature_targets_subsample_the_feature_loss_only(store_root):
+    """feature_targets=1 distils features on the first target timestep only: its feature term equals the
+    term of the same batch cut to that target, while the RGB term still covers every target."""
+    from slarm_bench.models.slarm_net import SlarmNet, slarm_config
+    from slarm_bench.train import SemanticWindowDataset, SlarmTrainStep, TrainError
+
+    torch.manual_seed(0)
+    cfg = slarm_config("slarm-t-o1", **SLARM_CFG, image_size=(H, W), decoder_hidden=(16, 32))
+    net = SlarmNet(cfg).eval()
+    data = SemanticWindowDataset("synthetic", "train", store_root, (H, W), 2, False, None)
+    batch = {k: torch.as_tensor(v)[None] for k, v in data[(0, 7)].items()}
+    first = {k: (v[:, :1] if k.startswith("tgt_") else v) for k, v in batch.items()}
+    with torch.no_grad():
+        one = SlarmTrainStep(net, "torch", 0.0, feature_targets=1)(batch, False)
+        every = SlarmTrainStep(net, "torch", 0.0)(batch, False)
+        cut = SlarmTrainStep(net, "torch", 0.0)(first, False)
+    assert torch.allclose(one["feature"], cut["feature"], rtol=1e-5)
+    assert not torch.allclose(one["feature"], every["feature"], rtol=1e-5)
+    assert torch.allclose(one["rgb"], every["rgb"], rtol=1e-5)
+    with pytest.raises(TrainError, match="feature_targets"):
+        SlarmTrainStep(net, "torch", 0.0, feature_targets=0)
