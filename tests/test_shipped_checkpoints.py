@@ -9,14 +9,18 @@ from slarm_bench.models.checkpoint import CheckpointError, shipped_checkpoint
 from slarm_bench.models.registry import load_model
 
 
-def test_storm_t_runs_with_the_shipped_weights_of_its_card():
-    path = shipped_checkpoint("storm-t")
-    assert path is not None and path.name == "storm-t.safetensors"
-    model = load_model("storm-t", device="cpu", backend="torch")
-    assert model.checkpoint_sha256().startswith("afffdd050552")
+@pytest.mark.parametrize("name, sha", [("storm-t", "afffdd050552"), ("static-t", "682e2c283c12")])
+def test_trained_storm_presets_run_with_the_shipped_weights_of_their_cards(name, sha):
+    path = shipped_checkpoint(name)
+    assert path is not None and path.name == f"{name}.safetensors"
+    model = load_model(name, device="cpu", backend="torch")
+    assert model.checkpoint_sha256().startswith(sha)
 
 
-def test_a_card_without_weights_gives_random_weights_said_in_provenance():
+def test_a_card_without_weights_gives_random_weights_said_in_provenance(tmp_path, monkeypatch):
+    (tmp_path / "baselines").mkdir()
+    (tmp_path / "baselines" / "static-t.yaml").write_text("checkpoint:\n  path: null\n  sha256: null\n")
+    monkeypatch.setenv(config.CARDS_ENV, str(tmp_path))
     assert shipped_checkpoint("static-t") is None
     model = load_model("static-t", device="cpu", backend="torch")
     assert model.checkpoint_sha256() is None and "random" in str(model.provenance())

@@ -241,4 +241,7 @@ def make_storm_t(**options: Any) -> StormModel:
 
 
 def make_static_t(**options: Any) -> StormModel:
+    """static-t with the weights its card ships (checkpoints/static-t.safetensors) unless given others."""
+    if options.get("checkpoint") is None:
+        options["checkpoint"] = shipped_checkpoint("static-t")
     return StormModel(preset="static-t", **options)
