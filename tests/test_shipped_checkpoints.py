@@ -17,6 +17,13 @@ def test_trained_storm_presets_run_with_the_shipped_weights_of_their_cards(name,
     assert model.checkpoint_sha256().startswith(sha)
 
 
+@pytest.mark.parametrize("name", ["slarm", "slarm-w", "slarm-f"])
+def test_slarm_aliases_run_with_the_shipped_slarm_t_weights(name):
+    assert shipped_checkpoint("slarm-t").name == "slarm-t.safetensors"
+    model = load_model(name, device="cpu", backend="torch")
+    assert model.checkpoint_sha256().startswith("a289d2aadb50")
+
+
 def test_a_card_without_weights_gives_random_weights_said_in_provenance(tmp_path, monkeypatch):
     (tmp_path / "baselines").mkdir()
     (tmp_path / "baselines" / "static-t.yaml").write_text("checkpoint:\n  path: null\n  sha256: null\n")
