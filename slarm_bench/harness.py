@@ -125,6 +125,26 @@ def check_prediction(pred: Prediction, model_name: str, where: str, num_cameras:
                            "[0, 1]; clamp or fix the model's colour activation")
 
 
+def _gpu_name(device: str | None) -> str | None:
+    if not device or not str(device).startswith("cuda"):
+        return None
+    import torch
+
+    return torch.cuda.get_device_name(torch.device(device))
+
+
+def windows_by_device(records: dict[Any, dict[str, Any]]) -> dict[str, int]:
+    """How many finished windows were scored (and timed) on each device ("cpu", "cuda: <GPU name>"), from
+    their windows.jsonl records; records written before devices were recorded count as "unrecorded".
+    More than one key means the folder was resumed elsewhere: its timing summary covers the last run only."""
+    counts: dict[str, int] = {}
+    for rec in records.values():
+        dev = rec.get("device")
+        key = "unrecorded" if not dev else f"{dev}: {rec['gpu']}" if rec.get("gpu") else str(dev)
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
+
+
 @dataclass
 class WindowResult:
     rows: list[dict[str, Any]]
@@ -132,7 +152,7 @@ class WindowResult:
 
 
 def run_window(model: Model, protocol: Protocol, window: Clip, scene: str, start: int, scorer: Any,
-               clock: Clock, timings: Timings, score: bool = True) -> WindowResult:
+               clock: Clock, timings: Timings, score: bool = True, device: str | None = None) -> WindowResult:
     """Reconstruct one window and render (and score) its targets and flow frames."""
     h, w = protocol.image_size
     num_cams = window.num_cameras
@@ -175,7 +195,9 @@ def run_window(model: Model, protocol: Protocol, window: Clip, scene: str, start
         rows.extend(new_rows)
     record = {"scene": scene, "window": start, "reconstruct_ms": 1e3 * timings.reconstruct[-1]
               if protocol.mode != "stream" and timings.reconstruct else None,
-              "render_ms": render_ms, "step_ms": step_ms or None, "num_rows": len(rows)}
+              "render_ms": render_ms, "step_ms": step_ms or None, "num_rows": len(rows),
+              # per window, so a folder resumed on another machine says which windows' timings are whose
+              "device": device, "gpu": _gpu_name(device)}
     return WindowResult(rows, record)
 
 
@@ -253,7 +275,8 @@ def run_protocol(model: Model, protocol: Protocol, store: Any, folder: Any, scor
                 window = load(scene, start)
                 timings.load.append(time.perf_counter() - t0)
                 # Scoring updates the metric states as it goes; only resumed rows are re-added.
-                result = run_window(model, protocol, window, scene, start, scorer, clock, timings)
+                result = run_window(model, protocol, window, scene, start, scorer, clock, timings,
+                                    device=device)
                 folder.append_window(result.rows, result.record)
                 scored += 1
                 advance()
@@ -263,6 +286,13 @@ def run_protocol(model: Model, protocol: Protocol, store: Any, folder: Any, scor
         wall = time.perf_counter() - t_run
         finished = folder.finished_windows()
         complete = not missing and all(w in finished for w in plan)
+        timing = {**timings.summary(), "run_wall_s": wall, "windows_timed": scored}
+        previous = folder.read_summary() if scored == 0 else None
+        if previous and (previous.get("timing") or {}).get("windows_timed"):
+            # Nothing was timed this time (every window was already there): keep the timings of the run
+            # that measured them instead of overwriting them with empty ones.
+            timing = dict(previous["timing"])
+        timing["windows_by_device"] = windows_by_device(finished)
         summary = {
             "result_schema": folder.binding["result_schema"],
             "protocol": {"name": protocol.name, "version": protocol.version, "dataset": protocol.dataset,
@@ -272,7 +302,7 @@ def run_protocol(model: Model, protocol: Protocol, store: Any, folder: Any, scor
             "complete": complete, "windows_total": len(plan), "windows_finished": len(finished),
             "missing_scenes": missing,
             "metrics": scorer.summary(), "not_produced": scorer.not_produced(model),
-            "timing": {**timings.summary(), "run_wall_s": wall, "windows_timed": scored},
+            "timing": timing,
             "provenance": provenance,
         }
         folder.write_summary(summary)

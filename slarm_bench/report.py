@@ -193,6 +193,10 @@ def _summary_row(path: Path, summary: dict[str, Any]) -> dict[str, Any]:
         "torch": prov.get("torch"), "slarm_bench": prov.get("slarm_bench"),
         "checkpoint_sha256": prov.get("checkpoint_sha256"), "path": str(path.parent),
         "streaming_curve": summary.get("streaming_curve"),
+        # Which devices scored (and timed) the windows; more than one: resumed elsewhere, and the latency
+        # is that of the run that timed windows last.
+        "timed_on": "; ".join(f"{dev} x{n}" for dev, n in (timing.get("windows_by_device") or {}).items()),
+        "mixed_devices": len(timing.get("windows_by_device") or {}) > 1,
     }
     for key, agg in (summary.get("metrics") or {}).items():
         row[f"{key}_mean"] = _num(agg.get("mean"))

@@ -35,7 +35,7 @@ DASH = "–"
 _CSV_HEAD = ["protocol", "protocol_version", "scene_list_hash", "paper", "model", "preset", "checkpoint",
              "complete", "ranked", "status", "windows_finished", "windows_total", "missing_scenes"]
 _CSV_TAIL = ["reconstruct_ms", "render_ms", "stream_step_ms", "latency_ms", "peak_memory_bytes", "git_commit",
-             "git_dirty", "gpu", "device", "backend", "torch", "slarm_bench", "checkpoint_sha256", "source"]
+             "git_dirty", "gpu", "device", "timed_on", "backend", "torch", "slarm_bench", "checkpoint_sha256", "source"]
 
 
 @dataclass
@@ -93,6 +93,7 @@ def build_layout(df: pd.DataFrame, protocol: str, paper: pd.DataFrame) -> Layout
             "status": str(r["status"]),
             "values": {k: (r.get(f"{k}_mean", math.nan), r.get(f"{k}_std", math.nan)) for k in keys},
             "latency_ms": r.get("latency_ms", math.nan), "step_ms": r.get("stream_step_ms", math.nan),
+            "mixed_devices": bool(r.get("mixed_devices", False)), "timed_on": str(r.get("timed_on") or ""),
             "memory_gib": (r["peak_memory_bytes"] / 2**30 if _finite(r.get("peak_memory_bytes"))
                            and r["peak_memory_bytes"] > 0 else math.nan),
         })
@@ -150,12 +151,17 @@ def to_markdown(lay: Layout) -> str:
                 continue
             mean = f"**{v[0]}**" if i in lay.best.get(k, ()) else v[0]
             cells.append(mean + (f" ± {v[1]}" if v[1] is not None else ""))
-        cells.append(_plain(m["latency_ms"], 1))
+        cells.append(_plain(m["latency_ms"], 1) + (" †" if m["mixed_devices"] else ""))
         if lay.show_step:
             cells.append(_plain(m["step_ms"], 1))
         if lay.show_memory:
             cells.append(_plain(m["memory_gib"], 2))
         lines.append("| " + " | ".join(cells) + " |")
+    mixed = [m for m in lay.measured if m["mixed_devices"]]
+    if mixed:
+        lines += [""] + [f"† {_md_escape(m['model'])} (`{m['checkpoint']}`): windows scored on more than one "
+                         f"device ({_md_escape(m['timed_on'])}); its latency is that of the last run that "
+                         "timed windows." for m in mixed]
     if lay.paper:
         lines += ["", "---", "", "**Reported in papers** (not measured here; from the baselines cards):", "",
                   "| " + " | ".join(["Model"] + metric_heads + ["Source"]) + " |",

@@ -69,6 +69,36 @@ def test_rerun_resumes_without_rescoring(store, protocol, tmp_path):
         assert a["count"] == b["count"] and np.isclose(a["mean"], b["mean"], rtol=1e-12)
 
 
+def test_a_rerun_that_times_nothing_keeps_the_timings_and_devices_are_recorded(store, protocol, tmp_path):
+    first = _run(load_model("nearest"), protocol, store, tmp_path / "r")
+    second = _run(load_model("nearest"), protocol, store, tmp_path / "r")
+    t1, t2 = first.summary["timing"], second.summary["timing"]
+    assert t1["windows_timed"] == 2 and t2["windows_timed"] == 2      # not overwritten by an empty run
+    assert t2["render"] == t1["render"] and t2["windows_by_device"] == {"cpu": 2}
+
+
+def test_a_folder_resumed_on_another_device_says_so_in_summary_and_report(store, protocol, tmp_path):
+    from slarm_bench.report import _summary_row
+    from slarm_bench.report_tables import build_layout, to_markdown
+
+    path = tmp_path / "r"
+    _run(load_model("nearest"), protocol, store, path, max_windows=1)
+    folder = ResultFolder(path, protocol.name, protocol.version, protocol.scene_list_hash)
+    # Pretend the first window was scored on a GPU machine (what a resumed H100 run leaves behind).
+    lines = folder.windows_path.read_text().splitlines()
+    lines[0] = lines[0].replace('"device": "cpu", "gpu": null', '"device": "cuda", "gpu": "H100"')
+    folder.windows_path.write_text("\n".join(lines) + "\n")
+    s = _run(load_model("nearest"), protocol, store, path).summary
+    assert s["timing"]["windows_by_device"] == {"cpu": 1, "cuda: H100": 1}
+    row = _summary_row(folder.summary_path, s)
+    assert row["mixed_devices"] and row["timed_on"] == "cpu x1; cuda: H100 x1"
+    import pandas as pd
+
+    frame = pd.DataFrame([{**row, "ranked": True, "status": "complete"}])
+    md = to_markdown(build_layout(frame, protocol.name, pd.DataFrame()))
+    assert "†" in md and "more than one device (cpu x1; cuda: H100 x1)" in md
+
+
 class _FailsOnSecondWindow(Model):
     name = "flaky"
 
