@@ -1,6 +1,7 @@
 """Speed and size of the synthetic generator: frames per second on one CPU core, bytes per prepared frame.
 
 Run on one core:  OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 taskset -c 0 python benchmarks/bench_synthetic.py
+(--antialias 1: one ray per pixel, the images of slarm-synthetic-1.0; default: the generator's default)
 Prints generation speed per CPU-second (time.process_time; the figure to use on a shared machine) and per
 wall-clock second (frames of 3 cameras with all ground truth and the lidar pattern, per second) and
 the compressed size of one frame (3 cameras, every field) with zstd, the images also as PNG.
@@ -21,7 +22,7 @@ import zlib  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from slarm_bench.data.synthetic import generate_sequence  # noqa: E402
+from slarm_bench.data.synthetic import ANTIALIAS, generate_sequence  # noqa: E402
 
 FIELDS = (
     "images",
@@ -69,6 +70,7 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=160)
     parser.add_argument("--width", type=int, default=240)
     parser.add_argument("--zstd-level", type=int, default=3)
+    parser.add_argument("--antialias", type=int, default=ANTIALIAS, help="S x S rays in aliased pixels; 1 = off")
     args = parser.parse_args()
     try:
         import torch
@@ -76,12 +78,13 @@ def main() -> None:
         torch.set_num_threads(1)
     except ImportError:
         pass
-    generate_sequence(0, 32, 48, 2)  # warm-up: imports, numba compilation (or cache load), first allocations
+    # Warm-up: imports, numba compilation (or cache load), first allocations.
+    generate_sequence(0, 32, 48, 2, antialias=args.antialias)
     total_frames, total_time, total_cpu = 0, 0.0, 0.0
     sizes: dict[str, list[int]] = {}
     for seed in range(args.seeds):
         start, start_cpu = time.perf_counter(), time.process_time()
-        seq = generate_sequence(1000 + seed, args.height, args.width, args.frames)
+        seq = generate_sequence(1000 + seed, args.height, args.width, args.frames, antialias=args.antialias)
         elapsed = time.perf_counter() - start
         cpu = time.process_time() - start_cpu
         total_frames += args.frames
@@ -100,8 +103,9 @@ def main() -> None:
     # CPU time is the figure to trust on a shared machine: wall time includes waiting for the core.
     print(
         f"generation: {fps_cpu:.1f} frames/s = {3 * fps_cpu:.0f} images/s per CPU-second; wall clock "
-        f"{fps:.1f} frames/s = {3 * fps:.0f} images/s ({args.height}x{args.width}, all ground truth and "
-        f"lidar, pinned cores: {sorted(os.sched_getaffinity(0))}, load average {os.getloadavg()[0]:.1f})"
+        f"{fps:.1f} frames/s = {3 * fps:.0f} images/s ({args.height}x{args.width}, antialias={args.antialias}, "
+        f"all ground truth and lidar, pinned cores: {sorted(os.sched_getaffinity(0))}, load average "
+        f"{os.getloadavg()[0]:.1f})"
     )
     mean = {k: float(np.mean(v)) for k, v in sizes.items()}
     raw_total = sum(mean[k] for k in FIELDS)

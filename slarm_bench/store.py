@@ -39,6 +39,7 @@ from slarm_bench.store_index import ValidationReport, build_index_tables
 from slarm_bench.store_read import (
     check_fields,
     check_frames,
+    check_generated_by_current,
     decode_pixels,
     default_threads,
     read_manifest,
@@ -175,6 +176,7 @@ class Store:
                       fields: list[str] | None = None) -> clip.Sequence:
         """The whole sequence in its own world frame; `fields` limits the decoded per-pixel fields."""
         manifest, static = self._load(dataset, split, scene)
+        check_generated_by_current(manifest, self._scene_dir(dataset, split, scene))
         frames = list(range(int(manifest["num_frames"])))
         cams = list(range(len(manifest["meta"]["camera_names"])))
         return self._assemble(manifest, static, frames, cams, fields, shift_time=False)
@@ -188,6 +190,7 @@ class Store:
         anchor=False keeps the sequence's world frame. Time always restarts at 0.
         """
         manifest, static = self._load(dataset, split, scene)
+        check_generated_by_current(manifest, self._scene_dir(dataset, split, scene))
         names = list(manifest["meta"]["camera_names"])
         frames = check_frames(frames, int(manifest["num_frames"]), self._scene_dir(dataset, split, scene))
         wanted = [names.index(check_name("camera", c, names)) for c in (cameras or names)]

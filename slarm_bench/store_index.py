@@ -110,9 +110,11 @@ def validate_store(store: Store, dataset: str | None, split: str | None, deep: b
 def _check_scene(store: Store, folder: Path, dataset: str, split: str, deep: bool, read_manifest,
                  hint: str) -> list[str]:
     from slarm_bench.store import MANIFEST
+    from slarm_bench.store_read import check_generated_by_current
 
     try:
         manifest = read_manifest(folder / MANIFEST, dataset, split)
+        check_generated_by_current(manifest, folder)
     except SlarmBenchError as exc:
         return [str(exc)]
     problems = []

@@ -135,6 +135,17 @@ def read_manifest(path: Path, dataset: str, split: str) -> dict[str, Any]:
     return manifest
 
 
+def check_generated_by_current(manifest: dict, folder: Path) -> None:
+    """StoreError (one line) when the sequence holds data of an older version of a generator this package
+    ships (synthetic_version.stale_generator), so that old and new data are never mixed."""
+    from slarm_bench.data.synthetic_version import stale_generator
+
+    meta = manifest.get("meta") or {}
+    why = stale_generator(meta)
+    if why:
+        raise StoreError(f"{folder} {why}: {redo_hint(str(meta.get('dataset')), str(manifest.get('split')))}")
+
+
 def read_static(folder: Path, manifest: dict, dataset: str, split: str) -> dict[str, np.ndarray]:
     path = folder / STATIC_FILE
     try:

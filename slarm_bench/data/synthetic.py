@@ -6,13 +6,19 @@ casts three front cameras and a 64-beam roof lidar at 10 Hz (`synthetic_raycast`
 rigid-body velocity of the surface at each pixel (v + w x r, from the analytic trajectories), semantics,
 instances, masks, and 3D boxes with exact velocity and acceleration. Card: datasets/synthetic.yaml.
 
+Images are anti-aliased (`antialias=S`, default 3): after the one-ray-per-pixel pass that makes every
+field, the pixels whose colour is likely aliased (a different surface or a strong colour step among the 8
+neighbours) get the box-filtered mean of S x S rays (`synthetic_antialias`); antialias=1 gives the images
+of slarm-synthetic-1.0. All other fields stay point samples at the pixel centre.
+
 Determinism: a numpy Generator seeded from the seed, float64 arithmetic written as explicit element-wise
 operations (no BLAS, no threads), cast to float32 at the end. Same seed, same numpy build -> same bytes.
 The per-pixel loops (ray cast, pixel sort, surface frames, exposure, lidar z-buffer) are numba kernels
 (`synthetic_kernels`) that repeat the numpy reference's operations in the same order without fastmath or
-threads, so they give the same bytes as the numpy code they replaced (tested); textures stay numpy.
-Speed: about 30 frames (90 images of 160x240, all ground truth) per CPU-second on one core
-(benchmarks/bench_synthetic.py).
+threads, so they give the same bytes as the numpy code they replaced (tested); textures stay numpy, except
+for the anti-aliasing sub-samples (numba copies in `synthetic_shade_kernels`, tested against them).
+Speed: about 21 frames (90 images of 160x240, all ground truth) per CPU-second on one core with the default
+antialias=3, about 33 with antialias=1 (benchmarks/bench_synthetic.py).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import re
 import numpy as np
 
 from slarm_bench import clip, geometry
+from slarm_bench.data import synthetic_antialias as aa
 from slarm_bench.data import synthetic_kernels as kernels
 from slarm_bench.data import synthetic_raycast as rc
 from slarm_bench.data import synthetic_shade as shade
@@ -33,15 +40,14 @@ from slarm_bench.data.synthetic_scene import (
     CAMERA_YAW_DEG,
     LIDAR_MOUNT,
     MIN_MOVING_SPEED,
-    ROAD,
-    SIDEWALK,
-    SKY,
     Scene,
     make_scene,
 )
+from slarm_bench.data.synthetic_version import GENERATOR_VERSION
 from slarm_bench.errors import SlarmBenchError, UnknownNameError, check_name
 
-GENERATOR_VERSION = "slarm-synthetic-1.0"
+ANTIALIAS = 3  # default S: S x S rays in the pixels that alias (1 = one ray per pixel, slarm-synthetic-1.0)
+ANTIALIAS_PIXELS = ("adaptive", "all")
 FPS = 10.0
 LIDAR_ELEVATIONS_DEG = np.linspace(2.0, -24.0, 64)
 LIDAR_AZIMUTH_STEP_DEG = 0.3
@@ -70,9 +76,12 @@ class SyntheticAdapter:
 
     name = "synthetic"
 
-    def __init__(self, height: int = 160, width: int = 240, num_frames: int = 40, **_: object):
+    def __init__(
+        self, height: int = 160, width: int = 240, num_frames: int = 40, antialias: int = ANTIALIAS, **_: object
+    ):
         self.height, self.width, self.num_frames = int(height), int(width), int(num_frames)
         _check_size(self.height, self.width, self.num_frames)
+        self.antialias = _check_antialias(antialias, "adaptive")
 
     def splits(self) -> list[str]:
         return list(SPLIT_SIZES)
@@ -92,7 +101,9 @@ class SyntheticAdapter:
             )
             raise err
         seed = split_seed(split, int(match.group(2)))
-        return generate_sequence(seed, self.height, self.width, self.num_frames, scene=scene)
+        return generate_sequence(
+            seed, self.height, self.width, self.num_frames, scene=scene, antialias=self.antialias
+        )
 
 
 def camera_intrinsics(height: int, width: int) -> np.ndarray:
@@ -152,14 +163,22 @@ def generate_sequence(
     *,
     scene: str | None = None,
     lidar_azimuth_step_deg: float = LIDAR_AZIMUTH_STEP_DEG,
+    antialias: int = ANTIALIAS,
+    antialias_pixels: str = "adaptive",
 ) -> clip.Sequence:
     """One synthetic sequence (pure function of its arguments; see the module docstring).
+
+    antialias: S, the images' S x S rays per supersampled pixel (1 = one ray per pixel, as
+    slarm-synthetic-1.0); antialias_pixels: "adaptive" (the pixels that alias, see synthetic_antialias) or
+    "all" (every pixel: the full supersampling reference, about S^2 times slower).
 
     Returns a clip.Sequence with images uint8 [T,3,H,W,3], depth (lidar z-buffer) / depth_dense float32
     [T,3,H,W], flow float32 [T,3,H,W,3] (m/s, world), semantic uint8, instance int32, sky / ground /
     dynamic / dynamic_box bool [T,3,H,W], boxes for every agent and frame; world = ego pose at t = 0.
     """
     _check_size(height, width, num_frames)
+    samples = _check_antialias(antialias, antialias_pixels)
+    sampler = aa.Supersampler(samples, select=antialias_pixels) if samples > 1 else None
     times = np.arange(num_frames) / FPS
     world = make_scene(seed, duration=float(times[-1]), num_cameras=len(CAMERA_NAMES))
     k = camera_intrinsics(height, width)
@@ -189,6 +208,7 @@ def generate_sequence(
     for f, t in enumerate(times):
         agents, kin = world.agent_primitives(float(t), states, f)
         prims = rc.Primitives.concat([world.scenery, agents])
+        tables = shade.surface_tables(prims)  # shared by the cameras of the frame
         corners = np.concatenate([static_corners, agents.corners()])
         # Lidar: one instantaneous sweep of the front sector from the roof.
         origin = ego[f] + np.asarray(LIDAR_MOUNT)
@@ -222,7 +242,8 @@ def generate_sequence(
         )
         box_corners = geometry.box_corners(centres, sizes, kin["yaw"][sel])
         for v in range(n_cam):
-            _render_camera(world, prims, corners, kin, moving, c2w[f, v], k, cams[v], buffers, v, out, f)
+            _render_camera(world, prims, tables, corners, kin, moving, c2w[f, v], k, cams[v], buffers, v, out, f,
+                           sampler)
             world_to_cam = geometry.invert_pose(c2w[f, v])
             kernels.lidar_z_buffer(points, world_to_cam, k, out["depth"][f, v], 1e-3)
             _box_rectangles(box_corners, c2w[f, v], k, out["dynamic_box"][f, v])
@@ -237,6 +258,8 @@ def generate_sequence(
         "flow_dense": True,
         "seed": int(seed),
         "generator": GENERATOR_VERSION,
+        "antialias": samples,
+        "antialias_pixels": antialias_pixels,
         "reference_camera": "FRONT",
         "depth_source": "synthetic lidar z-buffer",
         "static_scene": bool(world.static),
@@ -290,22 +313,15 @@ def _ground_hits(origin: np.ndarray, dirs: np.ndarray, memo: dict[float, np.ndar
 
 
 def _render_camera(
-    world: Scene,
-    prims: rc.Primitives,
-    corners: np.ndarray,
-    kin: dict[str, np.ndarray],
-    moving: np.ndarray,
-    cam_to_world: np.ndarray,
-    k: np.ndarray,
-    cam: _CameraRays,
-    buffers: tuple[np.ndarray, ...],
-    v: int,
-    out: dict[str, np.ndarray],
-    f: int,
+    world: Scene, prims: rc.Primitives, tables: tuple, corners: np.ndarray, kin: dict[str, np.ndarray],
+    moving: np.ndarray, cam_to_world: np.ndarray, k: np.ndarray, cam: _CameraRays, buffers: tuple[np.ndarray, ...],
+    v: int, out: dict[str, np.ndarray], f: int, sampler: aa.Supersampler | None = None,
 ) -> None:
-    """Cast and shade one camera image, writing every per-pixel field of frame f, camera v into `out`.
+    """Cast and shade one camera image, writing every per-pixel field of frame f, camera v into `out`, then
+    let `sampler` (if any) supersample the image's aliased pixels.
 
-    `buffers` (kernels.pixel_buffers) are scratch space shared by all cameras."""
+    `buffers` (kernels.pixel_buffers) are scratch space shared by all cameras; tables =
+    shade.surface_tables(prims)."""
     dirs, dir_norm, sky_rgb = cam.dirs, cam.norm, cam.sky
     height, width = dirs.shape[:2]
     origin = cam_to_world[:3, 3]
@@ -316,51 +332,12 @@ def _render_camera(
     # Sort pixels by surface type (sky, ground, then material x kind) once, so that every texture works on
     # a contiguous slice instead of gathering through boolean masks. Textures only feed 8-bit colours:
     # float32 halves their cost (float64 stays for depth and flow). `dist` is the pixel footprint on the
-    # surface (m): distance x angular pixel size, divided by cos(incidence) below.
-    counts = kernels.sort_pixels(
-        t_hit,
-        idx,
-        dirs.reshape(-1, 3),
-        dir_norm.reshape(-1),
-        origin,
-        prims.material,
-        prims.kind,
-        k[0, 0],
-        buffers,
-    )
-    order, t_s, id_s, pts, pts32, d32, dn32, dist = buffers
-    bounds = np.concatenate([[0], np.cumsum(counts)])
-    # float32 copies of the primitive table for the textures (they cast each gathered value the same way).
-    cos32, sin32 = np.cos(prims.yaw).astype(np.float32), np.sin(prims.yaw).astype(np.float32)
-    half32 = prims.half.astype(np.float32)
-    frame32 = (cos32, sin32, prims.centre.astype(np.float32), half32)
-    prims32 = dataclasses.replace(
-        prims, colour=prims.colour.astype(np.float32), half=half32, param=prims.param.astype(np.float32)
-    )
-    n = t_s.size
-    rgb = np.zeros((n, 3), np.float32)
-    semantic = np.full(n, SKY, np.uint8)
-    for key_value in np.nonzero(np.diff(bounds))[0]:
-        a, b = bounds[key_value], bounds[key_value + 1]
-        if key_value == 0:
-            rgb[a:b] = sky_rgb[order[a:b]]
-        elif key_value == 1:
-            cos_g = np.abs(d32[a:b, 2]) / dn32[a:b]
-            albedo, is_road = shade.ground_albedo(
-                world, pts32[a:b, 0], pts32[a:b, 1], dist[a:b] / np.maximum(cos_g, 0.05)
-            )
-            rgb[a:b] = albedo * shade.lambert(np.array([[0.0, 0.0, 1.0]]), world.sun)[:, None]
-            semantic[a:b] = np.where(is_road, ROAD, SIDEWALK)
-        else:
-            mat, kind = divmod(int(key_value) - 2, 3)
-            ids = id_s[a:b]
-            local, face, normal, fp = kernels.surface_frame(
-                kind, ids, pts32[a:b], d32[a:b], dn32[a:b], dist[a:b], *frame32
-            )
-            albedo = shade.material_albedo(mat, prims32, ids, local, pts32[a:b, 2], face, fp)
-            rgb[a:b] = albedo * shade.lambert(normal, world.sun)[:, None]
-            semantic[a:b] = prims.label[ids]
-    a = bounds[2]
+    # surface (m): distance x angular pixel size, divided by cos(incidence) in shade.shade_sorted.
+    flat_dirs, flat_norm = dirs.reshape(-1, 3), dir_norm.reshape(-1)
+    counts = kernels.sort_pixels(t_hit, idx, flat_dirs, flat_norm, origin, prims.material, prims.kind, k[0, 0], buffers)
+    order, _, id_s, pts = buffers[:4]
+    rgb, semantic = shade.shade_sorted(world, prims, tables, counts, buffers, lambda a, b: sky_rgb[order[a:b]])
+    a = counts[0] + counts[1]
     owner = prims.owner[id_s[a:]]
     agent_px = np.nonzero(owner >= 0)[0] + a
     if agent_px.size:
@@ -380,6 +357,9 @@ def _render_camera(
     out["sky"][f, v] = sky.reshape(height, width)
     out["ground"][f, v] = (~sky & (idx < 0)).reshape(height, width)
     out["depth_dense"][f, v] = np.where(sky, 0.0, t_hit).reshape(height, width)
+    if sampler is not None:
+        gain = world.camera_gain[v]
+        sampler.camera(world, prims, tables, cam_to_world, k, rects, t_hit, idx, gain, out["images"][f, v])
 
 
 def _box_rectangles(corners: np.ndarray, cam_to_world: np.ndarray, k: np.ndarray, mask: np.ndarray) -> None:
@@ -414,6 +394,15 @@ def _boxes(rows: list[tuple]) -> clip.Boxes:
         acceleration=np.array(cols[7], np.float64).astype(np.float32),
         num_points=np.array(cols[8], np.int32),
     )
+
+
+def _check_antialias(antialias: object, pixels: str) -> int:
+    check_name("antialias_pixels", pixels, ANTIALIAS_PIXELS)
+    top = aa.MAX_SAMPLES
+    if isinstance(antialias, bool) or not isinstance(antialias, (int, np.integer)) or not 1 <= antialias <= top:
+        raise SyntheticError(f"antialias must be an int from 1 (one ray per pixel) to {top} (S x S rays in the pixels "
+                             f"that alias; the default is {ANTIALIAS}), got {antialias!r}")
+    return int(antialias)
 
 
 def _check_size(height: int, width: int, num_frames: int) -> None:

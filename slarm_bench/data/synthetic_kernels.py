@@ -247,48 +247,64 @@ def surface_frame(kind, ids, points, dirs, dir_norm, dist, cos_yaw, sin_yaw, cen
     normal = np.empty((n, 3), np.float32)
     face = np.zeros(n, np.int64)
     fp = np.empty(n, np.float32)
-    cap_tol = np.float32(1.0 - 1e-6)
-    zero, one = np.float32(0.0), np.float32(1.0)
     for j in range(n):
         p = ids[j]
-        c, s = cos_yaw[p], sin_yaw[p]
-        r0 = points[j, 0] - centre[p, 0]
-        r1 = points[j, 1] - centre[p, 1]
-        r2 = points[j, 2] - centre[p, 2]
-        l0 = c * r0 + s * r1
-        l1 = -s * r0 + c * r1
-        l2 = r2
+        l0, l1, l2, f, w0, w1, w2, footprint = surface_point(
+            kind, points[j, 0], points[j, 1], points[j, 2], dirs[j, 0], dirs[j, 1], dirs[j, 2], dir_norm[j],
+            dist[j], cos_yaw[p], sin_yaw[p], centre[p, 0], centre[p, 1], centre[p, 2], half[p, 0], half[p, 1],
+            half[p, 2],
+        )
         local[j, 0], local[j, 1], local[j, 2] = l0, l1, l2
-        n0, n1, n2 = zero, zero, zero
-        if kind == BOX:
-            # np.argmax: the first of equal maxima; np.sign: -1, 0 or 1.
-            best, f = abs(l0) / half[p, 0], 0
-            q = abs(l1) / half[p, 1]
-            if q > best:
-                best, f = q, 1
-            q = abs(l2) / half[p, 2]
-            if q > best:
-                best, f = q, 2
-            v = l0 if f == 0 else (l1 if f == 1 else l2)
-            sgn = one if v > 0 else (-one if v < 0 else zero)
-            if f == 0:
-                n0 = sgn
-            elif f == 1:
-                n1 = sgn
-            else:
-                n2 = sgn
-            face[j] = f
-        elif kind == CYLINDER:
-            if abs(l2) >= half[p, 2] * cap_tol:
-                n2 = one
-                face[j] = 2
-            else:
-                n0, n1 = l0 / half[p, 0], l1 / half[p, 0]
-        else:
-            n0, n1, n2 = l0 / half[p, 0], l1 / half[p, 0], l2 / half[p, 0]
-        w0 = c * n0 - s * n1
-        w1 = s * n0 + c * n1
-        normal[j, 0], normal[j, 1], normal[j, 2] = w0, w1, n2
-        cos_p = abs(w0 * dirs[j, 0] + w1 * dirs[j, 1] + n2 * dirs[j, 2]) / dir_norm[j]
-        fp[j] = dist[j] / max(cos_p, np.float32(0.05))
+        normal[j, 0], normal[j, 1], normal[j, 2] = w0, w1, w2
+        face[j] = f
+        fp[j] = footprint
     return local, face, normal, fp
+
+
+_CAP_TOL = np.float32(1.0 - 1e-6)
+_ZERO, _ONE, _MIN_COS = np.float32(0.0), np.float32(1.0), np.float32(0.05)
+
+
+@numba.njit(**_JIT)
+def surface_point(kind, x, y, z, dx, dy, dz, dn, dist, c, s, cx, cy, cz, hx, hy, hz):
+    """`surface_frame` of one float32 point (x, y, z) seen along (dx, dy, dz) of norm dn with footprint scale
+    dist, on a primitive of `kind` with cos / sin yaw c, s, centre (cx, cy, cz) and half extents (hx, hy,
+    hz): (local x, y, z, face, normal x, y, z, footprint). Scalars only: array arguments would cost
+    reference counting on every call."""
+    r0 = x - cx
+    r1 = y - cy
+    r2 = z - cz
+    l0 = c * r0 + s * r1
+    l1 = -s * r0 + c * r1
+    l2 = r2
+    n0, n1, n2 = _ZERO, _ZERO, _ZERO
+    face = 0
+    if kind == BOX:
+        # np.argmax: the first of equal maxima; np.sign: -1, 0 or 1.
+        best = abs(l0) / hx
+        q = abs(l1) / hy
+        if q > best:
+            best, face = q, 1
+        q = abs(l2) / hz
+        if q > best:
+            best, face = q, 2
+        v = l0 if face == 0 else (l1 if face == 1 else l2)
+        sgn = _ONE if v > 0 else (-_ONE if v < 0 else _ZERO)
+        if face == 0:
+            n0 = sgn
+        elif face == 1:
+            n1 = sgn
+        else:
+            n2 = sgn
+    elif kind == CYLINDER:
+        if abs(l2) >= hz * _CAP_TOL:
+            n2 = _ONE
+            face = 2
+        else:
+            n0, n1 = l0 / hx, l1 / hx
+    else:
+        n0, n1, n2 = l0 / hx, l1 / hx, l2 / hx
+    w0 = c * n0 - s * n1
+    w1 = s * n0 + c * n1
+    cos_p = abs(w0 * dx + w1 * dy + n2 * dz) / dn
+    return l0, l1, l2, face, w0, w1, n2, dist / max(cos_p, _MIN_COS)

@@ -5,12 +5,20 @@ primitive's own frame for agents), so a surface keeps its colour as it moves. Th
 markings, tiles, windows, bricks, low-frequency sinusoids), never per-pixel noise, and their fine detail
 fades out where a pixel's footprint on the surface exceeds half the pattern's period (a closed-form
 mip-map), which keeps far surfaces free of aliasing and the images compressible.
+
+synthetic_shade_kernels repeats sky_colour, ground_albedo, material_albedo and lambert one sample at a time
+for the anti-aliasing sub-samples: a change here must be made there too (tests/test_synthetic_antialias.py
+compares them).
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
+
 import numpy as np
 
+from slarm_bench.data import synthetic_kernels as kernels
 from slarm_bench.data.synthetic_raycast import BOX, CYLINDER, Primitives
 from slarm_bench.data.synthetic_scene import (
     M_CANOPY,
@@ -21,6 +29,9 @@ from slarm_bench.data.synthetic_scene import (
     M_HEAD,
     M_TRUCK,
     M_TRUNK,
+    ROAD,
+    SIDEWALK,
+    SKY,
     Scene,
 )
 
@@ -216,3 +227,61 @@ def lambert(normal: np.ndarray, sun: np.ndarray) -> np.ndarray:
     # Explicit products rather than a BLAS call: results must not depend on the BLAS build or threads.
     cos = normal[:, 0] * sun[0] + normal[:, 1] * sun[1] + normal[:, 2] * sun[2]
     return 0.62 + 0.45 * np.clip(cos, 0.0, None)
+
+
+def surface_tables(prims: Primitives) -> tuple[tuple[np.ndarray, ...], Primitives]:
+    """The float32 copies of a primitive table that `shade_sorted` works with: (cos yaw, sin yaw, centre,
+    half) for kernels.surface_frame, and the table with float32 colour, half and param for the textures
+    (they cast each gathered value the same way). Computed once per frame, shared by its cameras."""
+    cos32, sin32 = np.cos(prims.yaw).astype(np.float32), np.sin(prims.yaw).astype(np.float32)
+    half32 = prims.half.astype(np.float32)
+    frame32 = (cos32, sin32, prims.centre.astype(np.float32), half32)
+    prims32 = dataclasses.replace(
+        prims, colour=prims.colour.astype(np.float32), half=half32, param=prims.param.astype(np.float32)
+    )
+    return frame32, prims32
+
+
+def shade_sorted(
+    world: Scene,
+    prims: Primitives,
+    tables: tuple[tuple[np.ndarray, ...], Primitives],
+    counts: np.ndarray,
+    buffers: tuple[np.ndarray, ...],
+    sky_rgb: Callable[[int, int], np.ndarray],
+    labels: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Linear colours [N,3] float32 (before exposure) and, when `labels`, semantic classes [N] uint8 of N
+    samples sorted by surface key: `counts` and `buffers` come from kernels.sort_pixels, `tables` from
+    `surface_tables(prims)`, and sky_rgb(a, b) gives the sky radiance [b-a,3] of sorted samples a..b.
+
+    Each texture runs once per surface key on a contiguous slice. `dist` (the footprint scale that
+    sort_pixels was given) is divided by cos(incidence) here (ground) or in kernels.surface_frame."""
+    order, t_s, id_s, pts, pts32, d32, dn32, dist = buffers
+    frame32, prims32 = tables
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    n = t_s.size
+    rgb = np.zeros((n, 3), np.float32)
+    semantic = np.full(n, SKY, np.uint8) if labels else None
+    for key_value in np.nonzero(np.diff(bounds))[0]:
+        a, b = bounds[key_value], bounds[key_value + 1]
+        if key_value == 0:
+            rgb[a:b] = sky_rgb(a, b)
+        elif key_value == 1:
+            cos_g = np.abs(d32[a:b, 2]) / dn32[a:b]
+            fp = dist[a:b] / np.maximum(cos_g, 0.05)
+            albedo, is_road = ground_albedo(world, pts32[a:b, 0], pts32[a:b, 1], fp)
+            rgb[a:b] = albedo * lambert(np.array([[0.0, 0.0, 1.0]]), world.sun)[:, None]
+            if labels:
+                semantic[a:b] = np.where(is_road, ROAD, SIDEWALK)
+        else:
+            mat, kind = divmod(int(key_value) - 2, 3)
+            ids = id_s[a:b]
+            local, face, normal, fp = kernels.surface_frame(
+                kind, ids, pts32[a:b], d32[a:b], dn32[a:b], dist[a:b], *frame32
+            )
+            albedo = material_albedo(mat, prims32, ids, local, pts32[a:b, 2], face, fp)
+            rgb[a:b] = albedo * lambert(normal, world.sun)[:, None]
+            if labels:
+                semantic[a:b] = prims.label[ids]
+    return rgb, semantic
