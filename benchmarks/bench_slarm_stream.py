@@ -7,7 +7,15 @@ its own Gaussians (render_timesteps=1) so the figures are the network's. Prints 
 plot of both against length. On CUDA the memory is torch.cuda.max_memory_allocated (reset per run); on the
 CPU it is the process's peak resident set (monotonic, so only its growth is meaningful).
 
+`--compile [MODE]` (default mode reduce-overhead: CUDA graphs on a GPU) compiles slarm-w's full-window steps;
+one untimed warm-up session per model first absorbs compilation and graph capture (printed as its own line).
+slarm-f steps stay eager. `--image-size H W` shrinks the images: on a CPU that makes a step host-bound, a
+stand-in for the launch overhead that dominates small steps on a GPU; `--profile` also prints the operators
+dispatched per step.
+
     python benchmarks/bench_slarm_stream.py --device cuda --preset slarm-b8 --dtype bf16
+    python benchmarks/bench_slarm_stream.py --device cuda --preset slarm-b8 --dtype bf16 --variants slarm-w \
+        --render --compile
     python benchmarks/bench_slarm_stream.py --device cpu --preset slarm-t --lengths 4 8 16   # CPU: short
 """
 
@@ -24,7 +32,8 @@ import torch
 
 from slarm_bench.clip import SLARM_CLASSES, Clip
 from slarm_bench.harness import peak_memory_bytes
-from slarm_bench.models.slarm import SlarmModel
+from slarm_bench.models.slarm import COMPILE_MODES, SlarmModel
+from slarm_bench.models.slarm_net import slarm_config
 
 VARIANTS = {"slarm-w": "window", "slarm-f": "full"}
 DEFAULT_LENGTHS = (8, 16, 32, 64, 128, 256)
@@ -65,6 +74,21 @@ def run(model: SlarmModel, length: int, device: str, fps: float = 10.0, render: 
     tail = times[len(times) // 2:] if length >= 4 else times
     return {"length": length, "step_ms_median": round(statistics.median(tail), 2),
             "step_ms_last": round(times[-1], 2), "peak_memory_bytes": peak_memory_bytes(device)}
+
+
+def make_model(args: argparse.Namespace, attention: str, dtype: torch.dtype | None) -> SlarmModel:
+    cfg = slarm_config(args.preset, image_size=tuple(args.image_size)) if args.image_size else None
+    return SlarmModel(cfg=cfg, preset=args.preset, attention=attention, window=args.window, device=args.device,
+                      backend=args.backend if args.render else "torch", render_timesteps=1, dtype=dtype,
+                      compile=args.compile)
+
+
+def warm_up(model: SlarmModel, args: argparse.Namespace) -> dict:
+    """A session of window + 3 steps whose step times are not reported: compilation and CUDA graph capture
+    happen here (the model keeps its compiled step and its cache for the later sessions)."""
+    t0 = time.perf_counter()
+    run(model, args.window + 3, args.device, render=args.render)
+    return {"warm_up_s": round(time.perf_counter() - t0, 1), "compile": args.compile}
 
 
 def plot(rows: list[dict], out: Path) -> None:
@@ -110,6 +134,10 @@ def main() -> None:
     ap.add_argument("--backend", default="auto", help="renderer for --render (auto: gsplat on CUDA)")
     ap.add_argument("--profile", type=int, default=0, metavar="STEPS",
                     help="after the runs, profile STEPS window steps and print the top operators")
+    ap.add_argument("--compile", nargs="?", const="reduce-overhead", default=None, choices=COMPILE_MODES,
+                    help="torch.compile slarm-w's full-window steps (bare flag: reduce-overhead, CUDA graphs)")
+    ap.add_argument("--image-size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                    help="image size instead of the preset's (small: a host-bound step on a CPU)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -122,14 +150,16 @@ def main() -> None:
         if variant not in args.variants:
             continue
         torch.manual_seed(0)
-        model = SlarmModel(preset=args.preset, attention=attention, window=args.window, device=args.device,
-                           backend=args.backend if args.render else "torch", render_timesteps=1, dtype=dtype)
+        model = make_model(args, attention, dtype)
         model.name = variant
+        compiled = args.compile if attention == "window" else None
+        if compiled:
+            print(json.dumps({"variant": variant, **warm_up(model, args)}), flush=True)
         for length in args.lengths:
             row = {"preset": args.preset, "variant": variant,
                    **run(model, length, args.device, render=args.render), "render": args.render,
                    "device": args.device, "device_name": device_name, "dtype": args.dtype,
-                   "torch": torch.__version__}
+                   "compile": compiled, "image_size": list(model.cfg.image_size), "torch": torch.__version__}
             print(json.dumps(row), flush=True)
             rows.append(row)
     if rows:
@@ -143,8 +173,8 @@ def profile_steps(args: argparse.Namespace, dtype: torch.dtype | None) -> None:
     """Print where a window step's time goes (operators by device and host time)."""
     from torch.profiler import ProfilerActivity, profile
 
-    model = SlarmModel(preset=args.preset, attention="window", window=args.window, device=args.device,
-                       backend=args.backend if args.render else "torch", render_timesteps=1, dtype=dtype)
+    model = make_model(args, "window", dtype)
+    model.name = "slarm-w"
     rng = np.random.default_rng(0)
     frames = [random_frame(i, 10.0, model.cfg.image_size, rng) for i in range(8 + args.profile)]
     state = model.start()
@@ -162,6 +192,11 @@ def profile_steps(args: argparse.Namespace, dtype: torch.dtype | None) -> None:
     sort = "cuda_time_total" if args.device == "cuda" else "cpu_time_total"
     print(prof.key_averages().table(sort_by=sort, row_limit=30, max_name_column_width=60))
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15, max_name_column_width=60))
+    # operators dispatched from Python (not those called inside another operator): a proxy for launches
+    top = [e for e in prof.events() if e.name.startswith("aten::")
+           and (e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::"))]
+    print(json.dumps({"profile_steps": args.profile, "aten_ops_per_step": round(len(top) / args.profile, 1),
+                      "compile": args.compile, "render": args.render}))
 
 
 if __name__ == "__main__":

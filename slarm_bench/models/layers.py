@@ -227,23 +227,29 @@ def rope_2d_angles(positions: torch.Tensor, head_dim: int, base: float = 100.0) 
 
 
 def apply_rope_2d(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate x [B,heads,N,hd] by `rope_2d_angles` output (broadcast [N,hd] or [B,1,N,hd])."""
-    half, quarter = x.shape[-1] // 2, x.shape[-1] // 4
-    # rotate_half within each of the row and column halves: (a, b) -> (-b, a) for pairs (j, j + quarter).
-    parts = []
-    for s in (slice(0, half), slice(half, 2 * half)):
-        xs = x[..., s]
-        parts.append(torch.cat([-xs[..., quarter:], xs[..., :quarter]], dim=-1))
-    rotated = torch.cat(parts, dim=-1)
-    return (x.float() * cos + rotated.float() * sin).to(x.dtype)
+    """Rotate x [...,N,hd] (e.g. [B,heads,N,hd], or q and k stacked [2,B,heads,N,hd]) by `rope_2d_angles`
+    output (broadcast [N,hd] or [B,1,N,hd]); computed in float32, returned in x's dtype."""
+    xf = x.float()
+    # rotate_half within each of the row and column halves: (a, b) -> (-b, a) for pairs (j, j + quarter);
+    # one negation and one stack for both halves (the same values as slicing each half).
+    parts = xf.unflatten(-1, (2, 2, x.shape[-1] // 4))                 # [...,half,(a|b),quarter]
+    rotated = torch.stack([-parts[..., 1, :], parts[..., 0, :]], dim=-2).flatten(-3)
+    return (xf * cos + rotated * sin).to(x.dtype)
 
 
 class RopeAttention(nn.Module):
-    """Self-attention with 2D RoPE on queries and keys and an optional key/value prefix (a KV cache).
+    """Self-attention with 2D RoPE on queries and keys and an optional key/value cache.
 
-    forward(x [B,N,D], cos/sin [N,hd] or [B,1,N,hd] | None, attn_mask, past_kv) -> (out [B,N,D],
-    (k, v) [B,heads,N,hd] of x's own tokens, already rotated, for the caller to cache).
+    forward(x [B,N,D], cos/sin [N,hd] or [B,1,N,hd] | None, attn_mask, past_kv, cache, cache_index,
+    return_kv) -> (out [B,N,D], (k, v) [B,heads,N,hd] of x's own tokens, already rotated, for the caller
+    to cache; None when return_kv is False or a `cache` is given).
     past_kv (k, v) [B,heads,M,hd] are prepended to the keys and values: queries see cache then own tokens.
+    cache (k, v) [B,heads,L,hd] are preallocated buffers (a ring, or the valid part of one): x's own rotated
+    keys/values are written in place at positions `cache_index` (a slice of N positions, or an int64 device
+    tensor [N]: the same write with nothing for torch.compile to specialise on) and the queries attend to
+    all L positions. Keys are cached after rotation, so a cached key does not depend on where it sits (as
+    long as the rotary positions do not encode the slot: SLARM's are positions within a frame), and
+    attention (a softmax-weighted sum over keys) does not depend on the order of the slots.
     """
 
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True):
@@ -256,21 +262,36 @@ class RopeAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor | None = None, sin: torch.Tensor | None = None,
                 attn_mask: torch.Tensor | None = None,
-                past_kv: tuple[torch.Tensor, torch.Tensor] | None = None
-                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+                past_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+                cache: tuple[torch.Tensor, torch.Tensor] | None = None,
+                cache_index: torch.Tensor | slice | None = None,
+                return_kv: bool = True) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
         b, n, d = x.shape
-        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        keep = return_kv and cache is None
         if cos is not None:
-            q, k = apply_rope_2d(q, cos, sin), apply_rope_2d(k, cos, sin)
-        own = (k, v)
-        if past_kv is not None:
+            if keep:   # k goes back to the caller: rotated on its own, so that it does not hold q's memory
+                q, k = apply_rope_2d(q, cos, sin), apply_rope_2d(k, cos, sin)
+            else:      # q and k in one pass (fewer kernels)
+                q, k = apply_rope_2d(qkv[:2], cos, sin).unbind(0)
+        own = (k, v) if keep else None
+        if cache is not None:
+            if isinstance(cache_index, slice):
+                cache[0][:, :, cache_index].copy_(k)
+                cache[1][:, :, cache_index].copy_(v)
+            else:
+                cache[0].index_copy_(2, cache_index, k)
+                cache[1].index_copy_(2, cache_index, v)
+            k, v = cache
+        elif past_kv is not None:
             k, v = torch.cat([past_kv[0], k], dim=2), torch.cat([past_kv[1], v], dim=2)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
         return self.proj(out.transpose(1, 2).reshape(b, n, d)), own
 
 
 class RopeBlock(nn.Module):
-    """Pre-norm transformer block with `RopeAttention`; returns (x, own rotated (k, v))."""
+    """Pre-norm transformer block with `RopeAttention`; returns (x, own rotated (k, v) or None; see there)."""
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
                  eps: float = VIT_LN_EPS):
@@ -282,9 +303,11 @@ class RopeBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor | None = None, sin: torch.Tensor | None = None,
                 attn_mask: torch.Tensor | None = None,
-                past_kv: tuple[torch.Tensor, torch.Tensor] | None = None
-                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        h, kv = self.attn(self.norm1(x), cos, sin, attn_mask, past_kv)
+                past_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+                cache: tuple[torch.Tensor, torch.Tensor] | None = None,
+                cache_index: torch.Tensor | slice | None = None,
+                return_kv: bool = True) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+        h, kv = self.attn(self.norm1(x), cos, sin, attn_mask, past_kv, cache, cache_index, return_kv)
         x = x + h
         return x + self.mlp(self.norm2(x)), kv
 
@@ -295,6 +318,9 @@ class AlternatingBlock(nn.Module):
     forward(x [B,F,n,D] tokens of F frames of n tokens each, cos/sin [n,hd] per-frame rotary tables,
     global_mask [F*n, F*n] | None, past_kv for the global block) -> (x [B,F,n,D], global (k, v) of x).
     The frame block attends within each frame; the global block attends over all F*n tokens (plus past_kv).
+    Streaming with preallocated buffers: `cache`/`cache_index` go to the global block (see RopeAttention;
+    the returned (k, v) is then None) and `global_rope` = (cos, sin) [F*n,hd], the tables repeated over the
+    F frames, saves rebuilding them in every block.
     """
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0):
@@ -304,12 +330,17 @@ class AlternatingBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor | None = None, sin: torch.Tensor | None = None,
                 global_mask: torch.Tensor | None = None,
-                past_kv: tuple[torch.Tensor, torch.Tensor] | None = None
-                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+                past_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+                cache: tuple[torch.Tensor, torch.Tensor] | None = None,
+                cache_index: torch.Tensor | slice | None = None,
+                global_rope: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
         b, f, n, d = x.shape
-        x, _ = self.frame(x.reshape(b * f, n, d), cos, sin)
+        x, _ = self.frame(x.reshape(b * f, n, d), cos, sin, return_kv=False)
         gcos = gsin = None
-        if cos is not None:
+        if global_rope is not None:
+            gcos, gsin = global_rope
+        elif cos is not None:
             gcos, gsin = cos.repeat(f, 1), sin.repeat(f, 1)
-        x, kv = self.glob(x.reshape(b, f * n, d), gcos, gsin, global_mask, past_kv)
+        x, kv = self.glob(x.reshape(b, f * n, d), gcos, gsin, global_mask, past_kv, cache, cache_index)
         return x.reshape(b, f, n, d), kv

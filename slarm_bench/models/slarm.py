@@ -7,10 +7,17 @@ slarm-t's: the path named by `checkpoint:` in baselines/slarm-t.yaml, else rando
 provenance).
 
 Streaming: `start()` gives a fresh session; `step(state, frame)` takes one timestep (all cameras) and returns
-(state, Scene). Each global block keeps the rotated keys/values of earlier timesteps: the last W - 1 for
-the window variant (so a timestep attends to itself and W - 1 predecessors; the cache never holds more than
-W timesteps), all for the full one. Batch `reconstruct` applies the same rule as a block-causal mask, so
-full streaming and batch give the same Gaussians. The Scene of a step holds the Gaussians of the last
+(state, Scene). Each global block keeps the rotated keys/values of recent timesteps in a `KVCache` of
+preallocated buffers that a step writes in place: the window variant a ring of W timesteps (slot = step
+mod W, overwriting the oldest; a timestep attends to itself and W - 1 predecessors, and after W steps
+every step has the same shapes and buffers), the full one all timesteps (capacity doubled when full).
+Keys are cached after their rotary encoding, which depends only on a token's place in its frame, and
+attention does not depend on key order, so the ring's slot order does not matter. Batch `reconstruct`
+applies the same rule as a block-causal mask, so full streaming and batch give the same Gaussians. Since
+the cache is updated in place, each state steps once (stepping an older state of a session raises).
+Option `compile` (e.g. "reduce-overhead") runs the window variant's full-ring steps through torch.compile
+(CUDA graphs on a GPU); the model then keeps one cache for all its sessions, so that its buffers keep their
+addresses, and only the newest session can step. The Scene of a step holds the Gaussians of the last
 `render_timesteps` timesteps (default: the attention window, all for full attention) in `gaussians` and
 the step's own in `payload["step_gaussians"]`, since the harness renders targets from the last step's Scene.
 """
@@ -18,6 +25,7 @@ the step's own in `payload["step_gaussians"]`, since the harness renders targets
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +46,10 @@ from slarm_bench.render import Gaussians, render, resolve_backend
 
 ATTENTION_MODES = ("causal", "window", "full")
 DEFAULT_WINDOW = 3
+# torch.compile modes the `compile` option takes (True means "reduce-overhead": CUDA graphs on a GPU).
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+# Timesteps a full-attention cache holds before its first doubling.
+FULL_CACHE_START = 4
 # Tolerance on time comparisons between streamed frames (clip times are float64 seconds).
 TIME_EPS = 1e-6
 
@@ -46,17 +58,114 @@ class SlarmInputError(SlarmBenchError, ValueError):
     """A frame or clip that the SLARM model cannot take (order, cameras, size, time gap)."""
 
 
+class KVCache:
+    """Per global block key/value buffers [B,heads,capacity*n,hd] of a streaming session (n = tokens of one
+    timestep, all cameras), written in place: timestep s at positions slot*n .. slot*n + n - 1.
+
+    ring (window attention): capacity = W timesteps, slot = s mod W; the buffers never grow or move.
+    Otherwise (full attention) slot = s and the capacity doubles when full (one copy per doubling).
+    The written timesteps always occupy the first `timesteps` slots, so the valid part is a prefix; once a
+    ring is full every position is valid and a step's shapes are static. cache[i] = (k, v) of block i
+    (the whole buffers).
+    """
+
+    def __init__(self, depth: int, batch: int, heads: int, tokens: int, head_dim: int, capacity: int,
+                 ring: bool, dtype: torch.dtype, device: torch.device | str, session: int = 1):
+        self.depth, self.tokens, self.ring = depth, tokens, ring
+        self.shape = (batch, heads, head_dim)
+        self.dtype, self.device = dtype, torch.device(device)
+        self.session, self.steps = session, 0
+        self._arange = torch.arange(tokens, device=self.device)
+        self._allocate(capacity)
+        # the write positions of each ring slot, built once (no per-step host work or host-to-device copy)
+        self._slot_index = [self._arange + s * tokens for s in range(capacity)] if ring else None
+
+    def _allocate(self, capacity: int) -> None:
+        b, h, hd = self.shape
+        shape = (b, h, capacity * self.tokens, hd)
+        self.k = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in range(self.depth)]
+        self.v = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in range(self.depth)]
+        self.capacity = capacity
+
+    def _grow(self, capacity: int) -> None:
+        old_k, old_v, used = self.k, self.v, self.timesteps * self.tokens
+        self._allocate(capacity)
+        for new, old in zip(self.k + self.v, old_k + old_v):
+            new[:, :, :used].copy_(old[:, :, :used])
+
+    def reset(self, session: int) -> None:
+        """Start a new session in the same buffers (nothing is cleared: only written slots are read)."""
+        self.session, self.steps = session, 0
+
+    @property
+    def timesteps(self) -> int:
+        """Timesteps the cache holds (at most the capacity for a ring)."""
+        return min(self.steps, self.capacity) if self.ring else self.steps
+
+    def slot_views(self, index_tensor: bool = False
+                   ) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor | slice, bool]:
+        """For the next step: (k buffers, v buffers, write positions, static). The buffers are the valid
+        part including the next timestep's slot (the whole buffers once a ring is full: static = True); the
+        positions a slice, or with `index_tensor` an int64 device tensor [n] (for torch.compile: one graph
+        for every slot). A full-attention cache that is full doubles here."""
+        s, n = self.steps, self.tokens
+        if self.ring:
+            slot, valid = s % self.capacity, min(s + 1, self.capacity)
+        else:
+            if s + 1 > self.capacity:
+                self._grow(2 * self.capacity)
+            slot, valid = s, s + 1
+        if not index_tensor:
+            index = slice(slot * n, slot * n + n)
+        else:
+            index = self._slot_index[slot] if self.ring else self._arange + slot * n
+        if valid == self.capacity:
+            return self.k, self.v, index, self.ring
+        end = valid * n
+        return [k[:, :, :end] for k in self.k], [v[:, :, :end] for v in self.v], index, False
+
+    def advance(self) -> None:
+        self.steps += 1
+
+    def __len__(self) -> int:
+        return self.depth
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.k[i], self.v[i]
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.k + self.v)
+
+
 @dataclass
 class StreamState:
-    """A streaming session: per global block the cached (k, v) [B,heads,M,hd] of earlier timesteps."""
+    """A streaming session: `kv` the session's KVCache (None before its first step), `cached_timesteps` the
+    timesteps it holds (this step's included: at most W for the window). The cache is updated in place, so
+    a state steps once: step the state that the last step returned (or reset())."""
 
     t0: float | None = None
     last_time: float | None = None
     fps: float | None = None
-    kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+    kv: KVCache | None = None
     cached_timesteps: int = 0
     kept: list[dict[str, Any]] = field(default_factory=list)   # recent timesteps' Gaussians, sky, affine
     steps: int = 0
+    session: int = 0        # the cache's session number (each first step starts a new one)
+
+
+_FRAME_FIELDS = tuple(SlarmFrames.__dataclass_fields__)
+
+
+def _cached_step(net: SlarmNet, *args: Any) -> tuple[torch.Tensor, ...]:
+    """SlarmNet.forward_cached as a tuple of tensors (what torch.compile wraps)."""
+    out = net.forward_cached(*args)
+    return tuple(getattr(out, name) for name in _FRAME_FIELDS)
+
+
+def _compile_mode(option: str | bool | None) -> str | None:
+    if option is None or option is False:
+        return None
+    return "reduce-overhead" if option is True else check_name("SLARM compile mode", option, COMPILE_MODES)
 
 
 def _sha256(path: Path) -> str:
@@ -75,8 +184,10 @@ class SlarmModel(StreamingModel):
     def __init__(self, cfg: SlarmConfig | None = None, preset: str = "slarm-t", checkpoint: str | None = None,
                  attention: str = "causal", window: int = DEFAULT_WINDOW, device: str = "cpu",
                  backend: str = "auto", clip_weights: str | None = None, text_seed: int = 0,
-                 render_timesteps: int | None = None, dtype: torch.dtype | None = None, **_: Any):
+                 render_timesteps: int | None = None, dtype: torch.dtype | None = None,
+                 compile: str | bool | None = None, **_: Any):
         check_name("SLARM attention mode", attention, ATTENTION_MODES)
+        self.compile = _compile_mode(compile)
         if window < 1:
             raise SlarmInputError(f"SLARM window must be at least 1 timestep, got {window}")
         self.device, self.backend = device, resolve_backend(backend)
@@ -98,6 +209,10 @@ class SlarmModel(StreamingModel):
         self.net = self.net.to(device).eval()
         self._text: Any = None
         self._class_emb: torch.Tensor | None = None
+        self._sessions = itertools.count(1)
+        self._shared_kv: KVCache | None = None       # with `compile`: one cache for every session
+        self._compiled_step: Any = None
+        self._pixel_grids: dict[tuple[int, int], torch.Tensor] = {}
 
     # ---------------------------------------------------------------------------------------------------
     @property
@@ -130,12 +245,18 @@ class SlarmModel(StreamingModel):
         if tuple(clip.images.shape[2:4]) != cfg.image_size:
             raise SlarmInputError(f"{self.name}: images are {tuple(clip.images.shape[2:4])} but the model is "
                                   f"built for {cfg.image_size}; use a protocol of that image size")
-        dev = self.device
-        img = torch.from_numpy(np.ascontiguousarray(clip.images)).to(dev).permute(0, 1, 4, 2, 3)
+        img = self._to_device(np.ascontiguousarray(clip.images)).permute(0, 1, 4, 2, 3)
         img = img.float()[None] / 127.5 - 1.0
-        c2w = torch.from_numpy(np.asarray(clip.cam_to_world, np.float32)).to(dev)[None]
-        k = torch.from_numpy(np.asarray(clip.intrinsics, np.float32)).to(dev)[None]
+        c2w = self._to_device(np.asarray(clip.cam_to_world, np.float32))[None]
+        k = self._to_device(np.asarray(clip.intrinsics, np.float32))[None]
         return img, c2w, k
+
+    def _to_device(self, array: np.ndarray) -> torch.Tensor:
+        """numpy -> the model's device; to CUDA through pinned memory, asynchronously (no host sync)."""
+        t = torch.from_numpy(array)
+        if torch.device(self.device).type == "cuda":
+            return t.pin_memory().to(self.device, non_blocking=True)
+        return t.to(self.device)
 
     def _autocast(self) -> Any:
         dev = torch.device(self.device).type
@@ -153,8 +274,12 @@ class SlarmModel(StreamingModel):
         """SlarmFrames of T timesteps (B = 1) -> Gaussians [1,N], origin time = each frame's time (s)."""
         b, t, v, h, w = out.opacities.shape
         flat = lambda x: x.reshape(b, t * v * h * w, *x.shape[5:]).float()  # noqa: E731
-        origin = torch.as_tensor(np.asarray(times, np.float64), dtype=torch.float32, device=out.means.device)
-        origin = origin[None, :, None].expand(b, t, v * h * w).reshape(b, -1)
+        times = np.asarray(times, np.float64)
+        if t == 1:    # a streaming step: a fill on the device (the same float32 value), no host copy
+            origin = torch.full((b, v * h * w), float(times[0]), dtype=torch.float32, device=out.means.device)
+        else:
+            origin = torch.as_tensor(times, dtype=torch.float32, device=out.means.device)
+            origin = origin[None, :, None].expand(b, t, v * h * w).reshape(b, -1)
         return Gaussians(means=flat(out.means), quats=flat(out.quats), scales=flat(out.scales),
                          opacities=flat(out.opacities), colors=flat(out.colors), features=flat(out.features),
                          motion=flat(out.motion), origin_time=origin.contiguous())
@@ -199,31 +324,75 @@ class SlarmModel(StreamingModel):
                                       f"reset() and start a new session")
         return t, fps
 
+    def _new_cache(self) -> KVCache:
+        cfg = self.cfg
+        gh, gw = cfg.grid
+        dtype = self.dtype or next(self.net.parameters()).dtype      # the keys' dtype (autocast's if on)
+        ring = self.attention == "window"
+        return KVCache(cfg.depth, 1, cfg.num_heads, cfg.num_cameras * (cfg.num_special + gh * gw),
+                       cfg.embed_dim // cfg.num_heads, self.window if ring else FULL_CACHE_START, ring, dtype,
+                       self.device, next(self._sessions))
+
+    def _cache_for(self, state: StreamState) -> KVCache:
+        """The session's cache (a new one, or the model's shared one re-used, at a session's first step),
+        checked to be at this state (the cache is updated in place)."""
+        kv = state.kv
+        if kv is None:
+            if not (self.compile and self.attention == "window"):
+                return self._new_cache()
+            # compiled steps: the same buffers for every session (static addresses for CUDA graphs)
+            kv = self._shared_kv
+            if kv is None or kv.dtype != (self.dtype or next(self.net.parameters()).dtype):
+                kv = self._shared_kv = self._new_cache()
+                for t in kv.k + kv.v:
+                    torch._dynamo.mark_static_address(t)
+            kv.reset(next(self._sessions))
+            return kv
+        if kv.session != state.session:
+            raise SlarmInputError(f"{self.name}: this streaming session was superseded by a newer one (with "
+                                  f"compile, the model keeps one KV cache for all sessions); reset()")
+        if kv.steps != state.steps:
+            raise SlarmInputError(f"{self.name}: this stream state is {kv.steps - state.steps} step(s) old; "
+                                  f"the KV cache is updated in place, so step the state the last step "
+                                  f"returned, or reset()")
+        return kv
+
+    def _forward_cached(self, img: torch.Tensor, c2w: torch.Tensor, k: torch.Tensor, model_time: torch.Tensor,
+                        kv: KVCache) -> SlarmFrames:
+        ks, vs, index, static = kv.slot_views(index_tensor=self.compile is not None)
+        rope = self.net.step_rope(img.device)
+        if not (static and self.compile):
+            return self.net.forward_cached(img, c2w, k, model_time, ks, vs, index, rope)
+        if self._compiled_step is None:
+            self._compiled_step = torch.compile(_cached_step, mode=self.compile, dynamic=False)
+            for t in rope:
+                torch._dynamo.mark_static_address(t)
+        cuda_graphs = img.device.type == "cuda" and self.compile in ("reduce-overhead", "max-autotune")
+        if cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        outs = self._compiled_step(self.net, img, c2w, k, model_time, ks, vs, index, rope)
+        if cuda_graphs:     # the graph's outputs are overwritten by its next replay; the Scene keeps them
+            outs = tuple(o.clone() for o in outs)
+        return SlarmFrames(*outs)
+
     @torch.no_grad()
     def step(self, state: StreamState, frame: Clip) -> tuple[StreamState, Scene]:
         t, fps = self._check_frame(state, frame)
         img, c2w, k = self._inputs(frame)
+        kv = self._cache_for(state)
         t0 = t if state.t0 is None else state.t0
-        model_time = torch.tensor([[(t - t0) / self.cfg.time_span]], dtype=torch.float32, device=self.device)
+        # a fill on the device (no host-to-device copy, no sync)
+        model_time = torch.full((1, 1), (t - t0) / self.cfg.time_span, dtype=torch.float32, device=img.device)
         with self._autocast():
-            out, kvs = self.net.forward_step(img, c2w, k, model_time, state.kv)
-        keep = None if self.attention == "full" else self.window - 1
-        new_kv = []
-        n = kvs[0][0].shape[2]                                         # tokens per timestep
-        for i, (kk, vv) in enumerate(kvs):
-            if state.kv is not None:
-                kk, vv = torch.cat([state.kv[i][0], kk], dim=2), torch.cat([state.kv[i][1], vv], dim=2)
-            if keep is not None:
-                kk, vv = kk[:, :, max(0, kk.shape[2] - keep * n):], vv[:, :, max(0, vv.shape[2] - keep * n):]
-            new_kv.append((kk, vv))
-        cached = new_kv[0][0].shape[2] // n
+            out = self._forward_cached(img, c2w, k, model_time, kv)
+        kv.advance()
         own = {"gaussians": self._gaussians(out, np.array([t])),
                "sky": out.sky_tokens.float().mean(dim=(1, 2)),
                "affine": out.affine[:, 0]}
         span = self.render_timesteps or (None if self.attention == "full" else self.window)
         kept = (state.kept + [own])[-span:] if span else state.kept + [own]
-        new_state = StreamState(t0=t0, last_time=t, fps=fps, kv=new_kv if cached else None,
-                                cached_timesteps=cached, kept=kept, steps=state.steps + 1)
+        new_state = StreamState(t0=t0, last_time=t, fps=fps, kv=kv, cached_timesteps=kv.timesteps, kept=kept,
+                                steps=state.steps + 1, session=kv.session)
         gaussians = own["gaussians"] if len(kept) == 1 else Gaussians.concat([e["gaussians"] for e in kept])
         sky = torch.stack([e["sky"] for e in kept]).mean(0)[:, None]
         affine = torch.stack([e["affine"] for e in kept]).mean(0)
@@ -234,11 +403,12 @@ class SlarmModel(StreamingModel):
     @torch.no_grad()
     def render(self, scene: Scene, cam_to_world: np.ndarray, intrinsics: np.ndarray, time: float,
                size: tuple[int, int]) -> Prediction:
-        dev = self.device
         h, w = int(size[0]), int(size[1])
-        c2w = torch.from_numpy(np.asarray(cam_to_world, np.float32)).to(dev)[None]
-        k = torch.from_numpy(np.asarray(intrinsics, np.float32)).to(dev)[None]
-        _, dirs = camera_rays_torch(k, c2w, pixel_centre_grid(h, w, torch.device(dev)))
+        c2w = self._to_device(np.asarray(cam_to_world, np.float32))[None]
+        k = self._to_device(np.asarray(intrinsics, np.float32))[None]
+        if (h, w) not in self._pixel_grids:
+            self._pixel_grids[(h, w)] = pixel_centre_grid(h, w, torch.device(self.device))
+        _, dirs = camera_rays_torch(k, c2w, self._pixel_grids[(h, w)])
         background = self.net.sky_color(scene.sky.float(), dirs.reshape(1, -1, h, w, 3))
         affine = scene.affine if scene.affine.shape[1] == c2w.shape[1] else None
         out = render(scene.gaussians, c2w, k, (h, w), time=float(time), backend=self.backend,
@@ -256,7 +426,8 @@ class SlarmModel(StreamingModel):
                 "checkpoint_sha256": self._checkpoint_sha, "attention": self.attention,
                 "window": self.window if self.attention == "window" else None,
                 "text_encoder": self.text_encoder.provenance(), "renderer_backend": self.backend,
-                "dtype": str(self.dtype) if self.dtype else "float32"}
+                "dtype": str(self.dtype) if self.dtype else "float32",
+                **({"compile": f"{self.compile} (window steps)"} if self.compile else {})}
 
     def checkpoint_sha256(self) -> str | None:
         return self._checkpoint_sha

@@ -286,7 +286,8 @@ class SlarmNet(nn.Module):
         # A frame of camera c reads affine token c (see module doc); A = [I | 0] + raw.
         first = 1 + NUM_REGISTERS
         aff_tok = x[:, :, first:first + cfg.num_cameras].reshape(b, t, v, cfg.num_cameras, -1)
-        own = aff_tok[:, :, torch.arange(v), torch.arange(v)]             # [B,T,V,D]
+        cams = torch.arange(v, device=x.device)                         # (on the device: no host copy)
+        own = aff_tok[:, :, cams, cams]                                   # [B,T,V,D]
         eye = torch.eye(3, 4, device=x.device)
         affine = eye + self.affine_linear(own).float().reshape(b, t, v, 3, 4)
         sky_tokens = x[:, :, ns - 1].reshape(b, t, v, -1)
@@ -329,6 +330,40 @@ class SlarmNet(nn.Module):
         x = self.tokens(images, cam_to_world, intrinsics, time)
         x, kvs = self.backbone(x, None, past)
         return self.heads(x, cam_to_world, intrinsics, (b, t, v)), kvs
+
+    def step_rope(self, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(cos, sin) [n,hd] of one frame and (cos, sin) [V*n,hd] of one timestep's V frames (the global
+        blocks'), built once per device and kept (they depend only on the config)."""
+        device = torch.device(device)
+        tables = self.__dict__.setdefault("_step_rope_tables", {})
+        if device not in tables:
+            cos, sin = self.rope_tables(device)
+            v = self.cfg.num_cameras
+            tables[device] = (cos, sin, cos.repeat(v, 1), sin.repeat(v, 1))
+        return tables[device]
+
+    def forward_cached(self, images: torch.Tensor, cam_to_world: torch.Tensor, intrinsics: torch.Tensor,
+                       time: torch.Tensor, cache_k: list[torch.Tensor], cache_v: list[torch.Tensor],
+                       cache_index: torch.Tensor | slice,
+                       rope: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+                       ) -> SlarmFrames:
+        """One timestep against preallocated per-block global key/value buffers: inputs as `forward` with
+        T = 1; cache_k/cache_v [B,heads,L,hd] per block (L = cached timesteps x V*n tokens, e.g. a ring of
+        W timesteps, or the valid part of one); cache_index (a slice of V*n positions, or the same as an
+        int64 device tensor [V*n]) where this timestep's rotated keys/values are written (in place) before
+        its queries attend to all L positions; rope =
+        `step_rope(device)`. Same outputs as `forward_step` with past = the other timesteps of the buffers:
+        attention does not depend on the order of the cached timesteps. Shapes are static for a fixed L, so
+        this is the call to torch.compile (CUDA graphs)."""
+        self._check(images)
+        if images.shape[1] != 1:
+            raise SlarmConfigError(f"SlarmNet.forward_cached takes one timestep, got {images.shape[1]}")
+        b, t, v = images.shape[:3]
+        cos, sin, gcos, gsin = self.step_rope(images.device) if rope is None else rope
+        x = self.tokens(images, cam_to_world, intrinsics, time)
+        for block, kk, vv in zip(self.blocks, cache_k, cache_v):
+            x, _ = block(x, cos, sin, cache=(kk, vv), cache_index=cache_index, global_rope=(gcos, gsin))
+        return self.heads(self.norm(x), cam_to_world, intrinsics, (b, t, v))
 
     def decode_features(self, features: torch.Tensor) -> torch.Tensor:
         """Rendered features [...,feature_dim] -> L2-normalised language features [...,language_dim]."""
