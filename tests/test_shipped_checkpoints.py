@@ -9,8 +9,9 @@ from slarm_bench.models.checkpoint import CheckpointError, shipped_checkpoint
 from slarm_bench.models.registry import load_model
 
 
-@pytest.mark.parametrize("name, sha", [("storm-t", "afffdd050552"), ("static-t", "682e2c283c12")])
-def test_trained_storm_presets_run_with_the_shipped_weights_of_their_cards(name, sha):
+@pytest.mark.parametrize("name, sha", [("storm-t", "48910ecfd2e4"), ("static-t", "a8098e36cd92"), ("slarm-t", "9ee8d596bd6d"),
+                                       ("slarm-t-o1", "a0752f32fe6b")])
+def test_trained_presets_run_with_the_shipped_weights_of_their_cards(name, sha):
     path = shipped_checkpoint(name)
     assert path is not None and path.name == f"{name}.safetensors"
     model = load_model(name, device="cpu", backend="torch")
@@ -21,7 +22,7 @@ def test_trained_storm_presets_run_with_the_shipped_weights_of_their_cards(name,
 def test_slarm_aliases_run_with_the_shipped_slarm_t_weights(name):
     assert shipped_checkpoint("slarm-t").name == "slarm-t.safetensors"
     model = load_model(name, device="cpu", backend="torch")
-    assert model.checkpoint_sha256().startswith("a289d2aadb50")
+    assert model.checkpoint_sha256().startswith("9ee8d596bd6d")
 
 
 def test_a_card_without_weights_gives_random_weights_said_in_provenance(tmp_path, monkeypatch):

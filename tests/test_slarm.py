@@ -240,8 +240,10 @@ def test_registry_entries_load():
         m = load_model(name, backend="torch")
         assert m.name == name and m.attention == attention and m.cfg.embed_dim == 256
         assert m.provenance()["checkpoint"].endswith("slarm-t.safetensors")   # the shipped weights
-    o1 = load_model("slarm-t-o1", backend="torch")   # no shipped weights: random, and said so
-    assert o1.cfg.motion_order == 1 and o1.provenance()["checkpoint"].startswith("none")
+    o1 = load_model("slarm-t-o1", backend="torch")   # its own shipped weights
+    assert o1.cfg.motion_order == 1 and o1.provenance()["checkpoint"].endswith("slarm-t-o1.safetensors")
+    o2 = load_model("slarm-t-o2", backend="torch")   # no shipped weights: random, and said so
+    assert o2.cfg.motion_order == 2 and o2.provenance()["checkpoint"].startswith("none")
 
 
 def test_losses_and_gradients():

@@ -449,20 +449,22 @@ def make_slarm_b8(**options: Any) -> SlarmModel:
 
 
 def make_slarm_t(**options: Any) -> SlarmModel:
-    return _make("slarm-t", "causal", **options)
+    """slarm-t with the weights its card ships (checkpoints/slarm-t.safetensors) unless given others."""
+    return _make("slarm-t", "causal", **_shipped(options))
 
 
 def make_slarm_t_o1(**options: Any) -> SlarmModel:
-    return _make("slarm-t-o1", "causal", **options)
+    """The order-1 ablation with the weights its card ships (baselines/slarm-t-o1.yaml) unless given others."""
+    return _make("slarm-t-o1", "causal", **_shipped(options, "slarm-t-o1"))
 
 
 def make_slarm_t_o2(**options: Any) -> SlarmModel:
     return _make("slarm-t-o2", "causal", **options)
 
 
-def _shipped(options: dict[str, Any]) -> dict[str, Any]:
+def _shipped(options: dict[str, Any], card: str = "slarm-t") -> dict[str, Any]:
     if options.get("checkpoint") is None:
-        options["checkpoint"] = shipped_checkpoint("slarm-t")
+        options["checkpoint"] = shipped_checkpoint(card)
     return options
 
 
