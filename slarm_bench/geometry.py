@@ -105,24 +105,26 @@ def quaternion_to_matrix(quat: np.ndarray) -> np.ndarray:
 
 
 def matrix_to_quaternion(rot: np.ndarray) -> np.ndarray:
-    """Rotation matrices [...,3,3] -> unit quaternions (w, x, y, z) with w >= 0."""
+    """Rotation matrices [...,3,3] -> unit quaternions (w, x, y, z) with w >= 0.
+
+    Vectorised; each matrix takes the branch of its largest diagonal term (trace first) so the square root
+    is of a number >= 1 and the division stays well conditioned."""
     r = np.asarray(rot, dtype=np.float64)
-    m = r.reshape(-1, 3, 3)
-    out = np.empty((m.shape[0], 4))
-    for i, a in enumerate(m):
-        tr = np.trace(a)
-        if tr > 0:
-            s = np.sqrt(tr + 1.0) * 2
-            out[i] = [0.25 * s, (a[2, 1] - a[1, 2]) / s, (a[0, 2] - a[2, 0]) / s, (a[1, 0] - a[0, 1]) / s]
-        elif a[0, 0] > a[1, 1] and a[0, 0] > a[2, 2]:
-            s = np.sqrt(1.0 + a[0, 0] - a[1, 1] - a[2, 2]) * 2
-            out[i] = [(a[2, 1] - a[1, 2]) / s, 0.25 * s, (a[0, 1] + a[1, 0]) / s, (a[0, 2] + a[2, 0]) / s]
-        elif a[1, 1] > a[2, 2]:
-            s = np.sqrt(1.0 + a[1, 1] - a[0, 0] - a[2, 2]) * 2
-            out[i] = [(a[0, 2] - a[2, 0]) / s, (a[0, 1] + a[1, 0]) / s, 0.25 * s, (a[1, 2] + a[2, 1]) / s]
-        else:
-            s = np.sqrt(1.0 + a[2, 2] - a[0, 0] - a[1, 1]) * 2
-            out[i] = [(a[1, 0] - a[0, 1]) / s, (a[0, 2] + a[2, 0]) / s, (a[1, 2] + a[2, 1]) / s, 0.25 * s]
+    a = r.reshape(-1, 3, 3)
+    m00, m11, m22 = a[:, 0, 0], a[:, 1, 1], a[:, 2, 2]
+    tr = m00 + m11 + m22
+    branch = np.where(tr > 0, 0, np.where((m00 > m11) & (m00 > m22), 1, np.where(m11 > m22, 2, 3)))
+    radicand = np.choose(branch, [tr + 1.0, 1.0 + m00 - m11 - m22, 1.0 + m11 - m00 - m22,
+                                  1.0 + m22 - m00 - m11])
+    s = np.sqrt(np.maximum(radicand, 1e-300)) * 2
+    d21, d02, d10 = a[:, 2, 1] - a[:, 1, 2], a[:, 0, 2] - a[:, 2, 0], a[:, 1, 0] - a[:, 0, 1]
+    s01, s02, s12 = a[:, 0, 1] + a[:, 1, 0], a[:, 0, 2] + a[:, 2, 0], a[:, 1, 2] + a[:, 2, 1]
+    q = 0.25 * s
+    out = np.stack([
+        np.choose(branch, [q, d21 / s, d02 / s, d10 / s]),
+        np.choose(branch, [d21 / s, q, s01 / s, s02 / s]),
+        np.choose(branch, [d02 / s, s01 / s, q, s12 / s]),
+        np.choose(branch, [d10 / s, s02 / s, s12 / s, q])], -1)
     out *= np.where(out[:, :1] < 0, -1.0, 1.0)
     return out.reshape(*r.shape[:-2], 4)
 

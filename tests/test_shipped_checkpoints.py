@@ -9,8 +9,8 @@ from slarm_bench.models.checkpoint import CheckpointError, shipped_checkpoint
 from slarm_bench.models.registry import load_model
 
 
-@pytest.mark.parametrize("name, sha", [("storm-t", "48910ecfd2e4"), ("static-t", "a8098e36cd92"), ("slarm-t", "9ee8d596bd6d"),
-                                       ("slarm-t-o1", "a0752f32fe6b")])
+@pytest.mark.parametrize("name, sha", [("storm-t", "48910ecfd2e4"), ("static-t", "a8098e36cd92"),
+                                       ("slarm-t", "9ee8d596bd6d"), ("slarm-t-o1", "a0752f32fe6b")])
 def test_trained_presets_run_with_the_shipped_weights_of_their_cards(name, sha):
     path = shipped_checkpoint(name)
     assert path is not None and path.name == f"{name}.safetensors"
