@@ -3,6 +3,7 @@ previous concatenating implementation and the masked batch forward; tiny CPU con
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 
 import numpy as np
@@ -11,11 +12,12 @@ import torch
 
 from slarm_bench.clip import SLARM_CLASSES, Clip
 from slarm_bench.errors import SlarmBenchError
+from slarm_bench.models.base import Scene
 from slarm_bench.models.layers import RopeAttention, apply_rope_2d, rope_2d_angles
 from slarm_bench.models.registry import load_model
 from slarm_bench.models.slarm import SlarmInputError, SlarmModel
 from slarm_bench.models.slarm_net import SlarmFrames, slarm_config
-from slarm_bench.render import Gaussians
+from slarm_bench.render import Gaussians, RenderError, check_cameras, render
 
 H, W, V = 16, 24, 3
 
@@ -244,6 +246,16 @@ def test_compiled_window_steps_equal_eager():
     for mine, theirs in zip(_stream(model, clip), ref):   # a new session: same cache, same graph
         assert_own_equal(mine, theirs)
     assert counters["stats"]["unique_graphs"] == graphs
+    # the validity flag computed inside the compiled graph: a NaN pose gives NaN means, raised by the next read
+    state = model.start()
+    for i in range(4):
+        state, scene = model.step(state, clip.select([i]))
+    bad = clip.select([4])
+    bad.cam_to_world[0, 1, 0, 3] = np.nan
+    with pytest.raises(RenderError, match=r"streaming step 5 .*non-finite values \(NaN or inf\) in means"):
+        state, scene = model.step(state, bad)
+        model.step(state, clip.select([5]))
+    assert counters["stats"]["unique_graphs"] == graphs
 
 
 def _stream(model: SlarmModel, clip: Clip):
@@ -252,3 +264,210 @@ def _stream(model: SlarmModel, clip: Clip):
     for i in range(clip.num_frames):
         state, _ = model.step(state, clip.select([i]))
         yield state.kept[-1]
+
+
+# --- validation without host syncs (streaming render) ------------------------------------------------------
+def poison(monkeypatch, model: SlarmModel, at_call: int, field: str = "means", value: float = float("nan")):
+    """Make the network's `at_call`-th streaming forward (1-based) return `value` in one pixel of `field`
+    (for quats: the whole quaternion, so that value 0 gives a zero-norm one)."""
+    forward, calls = model.net.forward_cached, [0]
+
+    def wrapped(*args, **kwargs):
+        out = forward(*args, **kwargs)
+        calls[0] += 1
+        if calls[0] == at_call:
+            x = getattr(out, field).clone()
+            x.view(-1, 4 if field == "quats" else 1)[0] = value
+            out = dataclasses.replace(out, **{field: x})
+        return out
+
+    monkeypatch.setattr(model.net, "forward_cached", wrapped)
+
+
+def render_frame(model: SlarmModel, scene: Scene, frame: Clip):
+    return model.render(scene, frame.cam_to_world[0], frame.intrinsics[0], float(frame.time[0]), (H, W))
+
+
+NAN_STEP_3 = r"streaming step 3 \(t = 0\.200 s\): Gaussians have non-finite values \(NaN or inf\) in means"
+
+
+@pytest.mark.parametrize("then", ["render", "step", "reset", "synchronize"])
+@pytest.mark.parametrize("compile", [None, "reduce-overhead"])    # compile: the shared cache (steps run eager)
+def test_nan_gaussians_raise_no_later_than_the_next_read(monkeypatch, then, compile):
+    clip = tiny_clip(6)
+    model = tiny_model("window", window=4, compile=compile)  # W = 4: no full-ring step, nothing compiles here
+    poison(monkeypatch, model, at_call=3)
+    state = model.start()
+    for i in range(2):
+        state, scene = model.step(state, clip.select([i]))
+        render_frame(model, scene, clip.select([i]))
+    frame = clip.select([2])
+    with pytest.raises(RenderError, match=NAN_STEP_3):   # the poisoned step, or at the latest the next read
+        state, scene = model.step(state, frame)
+        if then == "render":
+            render_frame(model, scene, frame)
+        elif then == "step":
+            model.step(state, clip.select([3]))
+        elif then == "reset":
+            model.reset()
+        else:
+            model.synchronize()
+    # a Scene holding the invalid Gaussians never renders (every call raises)
+    with pytest.raises(RenderError, match=NAN_STEP_3):
+        render_frame(model, scene, frame)
+    # the model recovers: a fresh session streams and renders (the error was reported, no longer pending)
+    state = model.reset()
+    for i in range(3, 6):
+        state, scene = model.step(state, clip.select([i]))
+    pred = render_frame(model, scene, clip.select([5]))
+    assert torch.isfinite(pred.rgb).all() and torch.isfinite(pred.features).all()
+    assert model._compiled_step is None
+
+
+@pytest.mark.parametrize("field,value,message", [("quats", 0.0, "zero-norm quaternion"),
+                                                  ("features", float("inf"), "non-finite values .* in features"),
+                                                  ("motion", float("nan"), "non-finite values .* in motion")])
+def test_other_invalid_gaussians_raise_the_renderer_error(monkeypatch, field, value, message):
+    clip = tiny_clip(3)
+    model = tiny_model("full")
+    poison(monkeypatch, model, at_call=2, field=field, value=value)
+    state, _ = model.step(model.start(), clip.select([0]))
+    with pytest.raises(RenderError, match=f"streaming step 2 .*{message}"):
+        state, scene = model.step(state, clip.select([1]))
+        render_frame(model, scene, clip.select([1]))
+
+
+class _LateEvent:
+    """Stands in for a CUDA event the device has not reached yet, until the host waits on it."""
+
+    def __init__(self):
+        self.waited = False
+
+    def query(self) -> bool:
+        return self.waited
+
+    def synchronize(self) -> None:
+        self.waited = True
+
+
+def _defer(check) -> _LateEvent:
+    check._event, check._ok = _LateEvent(), None
+    return check._event
+
+
+def test_deferred_check_is_read_after_rasterizing_or_at_the_next_step(monkeypatch):
+    """The CUDA path on the CPU: a check the device has not reached is not waited for before rasterizing; it
+    is read (waiting) after the rasterizer, or at the next step, and raises there."""
+    clip = tiny_clip(4)
+    model = tiny_model("window", window=3)
+    poison(monkeypatch, model, at_call=2)
+    state, scene = model.step(model.start(), clip.select([0]))
+    event = _defer(scene.payload["checks"][-1])
+    render_frame(model, scene, clip.select([0]))
+    assert event.waited                                    # read after the rasterizer; valid: no error
+    state, scene = model.step(state, clip.select([1]))     # poisoned
+    event = _defer(scene.payload["checks"][-1])
+    rasterized = []
+    monkeypatch.setattr("slarm_bench.models.slarm.render",
+                        lambda *args, **kwargs: rasterized.append(1) or render(*args, **kwargs))
+    with pytest.raises(RenderError, match="streaming step 2 .*non-finite"):
+        render_frame(model, scene, clip.select([1]))
+    assert rasterized and event.waited                     # not ready before rasterizing: raised after it
+    # without a render: the next step waits for the pending check and raises
+    model, clip = tiny_model("window", window=3), tiny_clip(3)
+    poison(monkeypatch, model, at_call=2)
+    state, _ = model.step(model.start(), clip.select([0]))
+    state, _ = model.step(state, clip.select([1]))
+    assert len(model._pending) == 1
+    event = _defer(model._pending[0])
+    with pytest.raises(RenderError, match="streaming step 2 .*non-finite"):
+        model.step(state, clip.select([2]))
+    assert event.waited and not model._pending
+
+
+def test_streaming_render_skips_the_device_checks_and_matches_the_checked_render(monkeypatch):
+    clip = tiny_clip(4)
+    model = tiny_model("window", window=2)
+    state = model.start()
+    for i in range(4):
+        state, scene = model.step(state, clip.select([i]))
+    frame = clip.select([3])
+    batch_scene = dataclasses.replace(scene, payload={k: v for k, v in scene.payload.items() if k != "checks"})
+    checked = render_frame(model, batch_scene, frame)      # check=True: Gaussians.validate and device camera checks
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a device-syncing check ran on the streaming path")
+
+    monkeypatch.setattr(Gaussians, "validate", forbidden)
+    monkeypatch.setattr("slarm_bench.render._check_cameras", forbidden)
+    copies = []
+    monkeypatch.setattr(model, "_to_device", lambda a: copies.append(a.shape) or torch.from_numpy(a))
+    streamed = render_frame(model, scene, frame)
+    for name in ("rgb", "depth", "flow", "semantic", "features"):
+        assert torch.equal(getattr(streamed, name), getattr(checked, name)), name
+    assert copies == []                                    # the cameras of the step / last render are re-used
+    other = clip.select([1])
+    render_frame(model, scene, other)                      # other cameras: copied (2 small arrays)
+    assert copies == [(1, V, 4, 4), (1, V, 3, 3)]
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda c2w, k: (c2w * np.nan, k), "non-finite or non-invertible pose"),
+    (lambda c2w, k: (c2w * 0, k), "non-finite or non-invertible pose"),
+    (lambda c2w, k: (c2w, k * np.array([0, 1, 1], np.float32)[:, None]), "positive focal lengths"),
+    (lambda c2w, k: (c2w, k + np.array([[np.inf, 0, 0], [0, 0, 0], [0, 0, 0]], np.float32)), "positive focal"),
+    (lambda c2w, k: (c2w, k[:2]), r"intrinsics must be \[B,V,3,3\]"),
+    (lambda c2w, k: (c2w[..., :3, :], k), r"cam_to_world must be \[B,V,4,4\]"),
+])
+def test_streaming_render_checks_cameras_on_the_host(edit, message):
+    """Bad cameras raise the renderer's check=True error on the streaming path too (checked on the host)."""
+    clip = tiny_clip(2)
+    model = tiny_model("window")
+    _, scene = model.step(model.start(), clip.select([0]))
+    c2w, k = edit(clip.cam_to_world[0].copy(), clip.intrinsics[0].copy())
+    with pytest.raises(RenderError, match=message):
+        model.render(scene, c2w, k, 0.0, (H, W))
+    # and the same message as the device check of render(check=True)
+    with pytest.raises(RenderError) as host, np.errstate(all="ignore"):
+        check_cameras(c2w[None].astype(np.float32), k[None].astype(np.float32), 1, (H, W))
+    with pytest.raises(RenderError) as device:
+        render(scene.gaussians, torch.from_numpy(c2w[None]).float(), torch.from_numpy(k[None]).float(), (H, W),
+               time=0.0, backend="torch")
+    assert str(host.value) == str(device.value)
+
+
+def test_batch_render_keeps_the_checked_path_and_its_messages():
+    clip = tiny_clip(2)
+    model = tiny_model("causal")
+    scene = model.reconstruct(clip)
+    assert "checks" not in scene.payload
+    g = scene.gaussians
+    g.means = g.means.clone()
+    g.means[0, 0, 0] = float("nan")
+    with pytest.raises(RenderError, match=r"^Gaussians have non-finite values \(NaN or inf\) in means"):
+        model.render(scene, clip.cam_to_world[1], clip.intrinsics[1], 0.1, (H, W))
+
+
+def test_non_finite_frame_time_is_refused():
+    clip = tiny_clip(1)
+    model = tiny_model("window")
+    for t in (float("nan"), float("inf"), 1e39):
+        with pytest.raises(SlarmInputError, match="not a finite float32"):
+            model.step(model.start(), clip.replace(time=np.array([t])))
+
+
+def test_streaming_render_under_bf16_autocast_on_cpu():
+    clip = tiny_clip(5)
+    model = tiny_model("window", window=3, dtype=torch.bfloat16)
+    dtypes = []
+    model.net.feature_decoder.register_forward_hook(lambda mod, inp, out: dtypes.append(out.dtype))
+    state = model.start()
+    for i in range(clip.num_frames):
+        state, scene = model.step(state, clip.select([i]))
+        pred = render_frame(model, scene, clip.select([i]))
+        assert pred.semantic.shape == (V, H, W) and pred.semantic.dtype == torch.int64
+        assert 0 <= pred.semantic.min() and pred.semantic.max() < len(SLARM_CLASSES)
+        assert pred.features.shape == (V, H, W, 512) and pred.features.dtype == torch.float32
+        for name in ("rgb", "depth", "flow", "features"):
+            assert torch.isfinite(getattr(pred, name)).all(), name
+    assert dtypes and set(dtypes) == {torch.bfloat16}      # the language decoder ran under autocast

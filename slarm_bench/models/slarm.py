@@ -20,6 +20,14 @@ Option `compile` (e.g. "reduce-overhead") runs the window variant's full-ring st
 addresses, and only the newest session can step. The Scene of a step holds the Gaussians of the last
 `render_timesteps` timesteps (default: the attention window, all for full attention) in `gaussians` and
 the step's own in `payload["step_gaussians"]`, since the harness renders targets from the last step's Scene.
+
+Streaming validates without host syncs: a step computes its Gaussians' validity flag on the device
+(render.validity_flag, inside the compiled graph when compiled) and keeps a render.GaussianCheck of it (read
+back asynchronously). Invalid Gaussians (NaN, inf, ...) raise the renderer's RenderError, prefixed with the
+step, no later than the next of: rendering a Scene that holds them, the next step, start()/reset(),
+synchronize() (each waits for the device to reach the check if it has not; gsplat has, once it returns).
+Rendering a streaming Scene checks the cameras on the host (render.check_cameras, before they are sent) and
+calls render(check=False); other Scenes (reconstruct) render with check=True as before.
 """
 
 from __future__ import annotations
@@ -41,8 +49,9 @@ from slarm_bench.metrics.semantic import predict_semantic
 from slarm_bench.models.base import Prediction, Scene, StreamingModel
 from slarm_bench.models.checkpoint import load_into, load_safetensors, shipped_checkpoint
 from slarm_bench.models.layers import pixel_centre_grid
-from slarm_bench.models.slarm_net import SlarmConfig, SlarmFrames, SlarmNet, slarm_config
-from slarm_bench.render import Gaussians, render, resolve_backend
+from slarm_bench.models.slarm_net import KVCache, SlarmConfig, SlarmFrames, SlarmNet, slarm_config
+from slarm_bench.render import GaussianCheck, Gaussians, check_cameras, render, resolve_backend, validity_flag
+from slarm_bench.render.gaussians import RenderError
 
 ATTENTION_MODES = ("causal", "window", "full")
 DEFAULT_WINDOW = 3
@@ -58,85 +67,6 @@ class SlarmInputError(SlarmBenchError, ValueError):
     """A frame or clip that the SLARM model cannot take (order, cameras, size, time gap)."""
 
 
-class KVCache:
-    """Per global block key/value buffers [B,heads,capacity*n,hd] of a streaming session (n = tokens of one
-    timestep, all cameras), written in place: timestep s at positions slot*n .. slot*n + n - 1.
-
-    ring (window attention): capacity = W timesteps, slot = s mod W; the buffers never grow or move.
-    Otherwise (full attention) slot = s and the capacity doubles when full (one copy per doubling).
-    The written timesteps always occupy the first `timesteps` slots, so the valid part is a prefix; once a
-    ring is full every position is valid and a step's shapes are static. cache[i] = (k, v) of block i
-    (the whole buffers).
-    """
-
-    def __init__(self, depth: int, batch: int, heads: int, tokens: int, head_dim: int, capacity: int,
-                 ring: bool, dtype: torch.dtype, device: torch.device | str, session: int = 1):
-        self.depth, self.tokens, self.ring = depth, tokens, ring
-        self.shape = (batch, heads, head_dim)
-        self.dtype, self.device = dtype, torch.device(device)
-        self.session, self.steps = session, 0
-        self._arange = torch.arange(tokens, device=self.device)
-        self._allocate(capacity)
-        # the write positions of each ring slot, built once (no per-step host work or host-to-device copy)
-        self._slot_index = [self._arange + s * tokens for s in range(capacity)] if ring else None
-
-    def _allocate(self, capacity: int) -> None:
-        b, h, hd = self.shape
-        shape = (b, h, capacity * self.tokens, hd)
-        self.k = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in range(self.depth)]
-        self.v = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in range(self.depth)]
-        self.capacity = capacity
-
-    def _grow(self, capacity: int) -> None:
-        old_k, old_v, used = self.k, self.v, self.timesteps * self.tokens
-        self._allocate(capacity)
-        for new, old in zip(self.k + self.v, old_k + old_v):
-            new[:, :, :used].copy_(old[:, :, :used])
-
-    def reset(self, session: int) -> None:
-        """Start a new session in the same buffers (nothing is cleared: only written slots are read)."""
-        self.session, self.steps = session, 0
-
-    @property
-    def timesteps(self) -> int:
-        """Timesteps the cache holds (at most the capacity for a ring)."""
-        return min(self.steps, self.capacity) if self.ring else self.steps
-
-    def slot_views(self, index_tensor: bool = False
-                   ) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor | slice, bool]:
-        """For the next step: (k buffers, v buffers, write positions, static). The buffers are the valid
-        part including the next timestep's slot (the whole buffers once a ring is full: static = True); the
-        positions a slice, or with `index_tensor` an int64 device tensor [n] (for torch.compile: one graph
-        for every slot). A full-attention cache that is full doubles here."""
-        s, n = self.steps, self.tokens
-        if self.ring:
-            slot, valid = s % self.capacity, min(s + 1, self.capacity)
-        else:
-            if s + 1 > self.capacity:
-                self._grow(2 * self.capacity)
-            slot, valid = s, s + 1
-        if not index_tensor:
-            index = slice(slot * n, slot * n + n)
-        else:
-            index = self._slot_index[slot] if self.ring else self._arange + slot * n
-        if valid == self.capacity:
-            return self.k, self.v, index, self.ring
-        end = valid * n
-        return [k[:, :, :end] for k in self.k], [v[:, :, :end] for v in self.v], index, False
-
-    def advance(self) -> None:
-        self.steps += 1
-
-    def __len__(self) -> int:
-        return self.depth
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.k[i], self.v[i]
-
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self.k + self.v)
-
-
 @dataclass
 class StreamState:
     """A streaming session: `kv` the session's KVCache (None before its first step), `cached_timesteps` the
@@ -148,7 +78,7 @@ class StreamState:
     fps: float | None = None
     kv: KVCache | None = None
     cached_timesteps: int = 0
-    kept: list[dict[str, Any]] = field(default_factory=list)   # recent timesteps' Gaussians, sky, affine
+    kept: list[dict[str, Any]] = field(default_factory=list)   # recent timesteps' Gaussians, sky, affine, check
     steps: int = 0
     session: int = 0        # the cache's session number (each first step starts a new one)
 
@@ -157,9 +87,11 @@ _FRAME_FIELDS = tuple(SlarmFrames.__dataclass_fields__)
 
 
 def _cached_step(net: SlarmNet, *args: Any) -> tuple[torch.Tensor, ...]:
-    """SlarmNet.forward_cached as a tuple of tensors (what torch.compile wraps)."""
+    """SlarmNet.forward_cached as a tuple of tensors (what torch.compile wraps), then the validity flag of
+    its Gaussians (render.validity_flag; compiled into the same graph: no extra launches, no sync)."""
     out = net.forward_cached(*args)
-    return tuple(getattr(out, name) for name in _FRAME_FIELDS)
+    flag = validity_flag(out.means, out.quats, out.scales, out.opacities, out.colors, out.features, out.motion)
+    return (*(getattr(out, name) for name in _FRAME_FIELDS), flag)
 
 
 def _compile_mode(option: str | bool | None) -> str | None:
@@ -213,6 +145,11 @@ class SlarmModel(StreamingModel):
         self._shared_kv: KVCache | None = None       # with `compile`: one cache for every session
         self._compiled_step: Any = None
         self._pixel_grids: dict[tuple[int, int], torch.Tensor] = {}
+        self._pending: list[GaussianCheck] = []     # streaming steps' checks not read yet (see module doc)
+        # device copies of the last step's cameras and of the last render's (with its ray directions), by
+        # content: rendering the cameras just stepped or rendered (a live viewer) copies nothing
+        self._step_cams: tuple[tuple, torch.Tensor, torch.Tensor] | None = None
+        self._render_cams: tuple[tuple, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     # ---------------------------------------------------------------------------------------------------
     @property
@@ -301,6 +238,7 @@ class SlarmModel(StreamingModel):
         if self.attention == "causal":
             raise SlarmInputError(f"{self.name} is a batch preset; stream with slarm-w (window) or slarm-f "
                                   f"(full attention)")
+        self._raise_pending()
         return StreamState()
 
     def reset(self) -> StreamState:
@@ -313,6 +251,8 @@ class SlarmModel(StreamingModel):
                                   f"{frame.num_frames}; "
                                   f"pass clip.select([i])")
         t, fps = float(frame.time[0]), self._fps(frame)
+        if not abs(t) <= float(np.finfo(np.float32).max):     # also NaN; the Gaussians' origin time is float32
+            raise SlarmInputError(f"{self.name}: frame time {t} s is not a finite float32 number")
         if state.last_time is not None:
             if t <= state.last_time + TIME_EPS:
                 raise SlarmInputError(f"{self.name}: frame at {t:.3f} s is not after the last step "
@@ -358,11 +298,13 @@ class SlarmModel(StreamingModel):
         return kv
 
     def _forward_cached(self, img: torch.Tensor, c2w: torch.Tensor, k: torch.Tensor, model_time: torch.Tensor,
-                        kv: KVCache) -> SlarmFrames:
+                        kv: KVCache) -> tuple[SlarmFrames, torch.Tensor]:
+        """(the step's SlarmFrames, the device validity flag of its Gaussians)."""
         ks, vs, index, static = kv.slot_views(index_tensor=self.compile is not None)
         rope = self.net.step_rope(img.device)
         if not (static and self.compile):
-            return self.net.forward_cached(img, c2w, k, model_time, ks, vs, index, rope)
+            outs = _cached_step(self.net, img, c2w, k, model_time, ks, vs, index, rope)
+            return SlarmFrames(*outs[:-1]), outs[-1]
         if self._compiled_step is None:
             self._compiled_step = torch.compile(_cached_step, mode=self.compile, dynamic=False)
             for t in rope:
@@ -373,22 +315,28 @@ class SlarmModel(StreamingModel):
         outs = self._compiled_step(self.net, img, c2w, k, model_time, ks, vs, index, rope)
         if cuda_graphs:     # the graph's outputs are overwritten by its next replay; the Scene keeps them
             outs = tuple(o.clone() for o in outs)
-        return SlarmFrames(*outs)
+        return SlarmFrames(*outs[:-1]), outs[-1]
 
     @torch.no_grad()
     def step(self, state: StreamState, frame: Clip) -> tuple[StreamState, Scene]:
+        self._raise_pending()               # an earlier step's invalid Gaussians
         t, fps = self._check_frame(state, frame)
         img, c2w, k = self._inputs(frame)
+        self._step_cams = (self._camera_key(frame.cam_to_world[0], frame.intrinsics[0]), c2w[:, 0], k[:, 0])
         kv = self._cache_for(state)
         t0 = t if state.t0 is None else state.t0
         # a fill on the device (no host-to-device copy, no sync)
         model_time = torch.full((1, 1), (t - t0) / self.cfg.time_span, dtype=torch.float32, device=img.device)
         with self._autocast():
-            out = self._forward_cached(img, c2w, k, model_time, kv)
+            out, flag = self._forward_cached(img, c2w, k, model_time, kv)
         kv.advance()
         own = {"gaussians": self._gaussians(out, np.array([t])),
                "sky": out.sky_tokens.float().mean(dim=(1, 2)),
                "affine": out.affine[:, 0]}
+        # the flag covers every field but origin_time, which _check_frame checked on the host
+        own["check"] = GaussianCheck(own["gaussians"], flag,
+                                     f"{self.name} streaming step {state.steps + 1} (t = {t:.3f} s): ")
+        self._pending.append(own["check"])
         span = self.render_timesteps or (None if self.attention == "full" else self.window)
         kept = (state.kept + [own])[-span:] if span else state.kept + [own]
         new_state = StreamState(t0=t0, last_time=t, fps=fps, kv=kv, cached_timesteps=kv.timesteps, kept=kept,
@@ -397,28 +345,76 @@ class SlarmModel(StreamingModel):
         sky = torch.stack([e["sky"] for e in kept]).mean(0)[:, None]
         affine = torch.stack([e["affine"] for e in kept]).mean(0)
         return new_state, Scene(gaussians=gaussians, sky=sky, affine=affine,
-                                payload={"fps": fps, "step_gaussians": own["gaussians"], "time": t})
+                                payload={"fps": fps, "step_gaussians": own["gaussians"], "time": t,
+                                         "checks": [e["check"] for e in kept]})
 
     # ---------------------------------------------------------------------------------------------------
     @torch.no_grad()
     def render(self, scene: Scene, cam_to_world: np.ndarray, intrinsics: np.ndarray, time: float,
                size: tuple[int, int]) -> Prediction:
+        """A streaming step's Scene (payload "checks") renders without a host sync of its own: cameras
+        checked on the host, render(check=False), its Gaussians' checks read once the rasterizer has waited
+        for the device (see the module doc). Other Scenes render with check=True."""
         h, w = int(size[0]), int(size[1])
-        c2w = self._to_device(np.asarray(cam_to_world, np.float32))[None]
-        k = self._to_device(np.asarray(intrinsics, np.float32))[None]
+        checks: list[GaussianCheck] | None = scene.payload.get("checks")
+        c2w, k, dirs = self._render_cameras(cam_to_world, intrinsics, h, w, host_check=checks is not None)
+        background = self.net.sky_color(scene.sky.float(), dirs)
+        affine = scene.affine if scene.affine.shape[1] == c2w.shape[1] else None
+        self._raise_invalid(checks, wait=False)     # those the device has reached: before rasterizing them
+        try:
+            out = render(scene.gaussians, c2w, k, (h, w), time=float(time), backend=self.backend,
+                         background=background, color_transform=affine, features=True, flow=True,
+                         flow_dt=1.0 / scene.payload["fps"], near=self.cfg.near, far=self.cfg.far,
+                         check=checks is None)
+        except RuntimeError:                # a rasterizer failing on invalid Gaussians: say that instead
+            self._raise_invalid(checks)
+            raise
+        self._raise_invalid(checks)         # with gsplat, which waits for the device inside: no wait here
+        with self._autocast():
+            feats = self.net.decode_features(out.features[0]).float()
+            semantic = predict_semantic(feats, self.class_embeddings(),
+                                        others_index=SLARM_CLASSES.index("others"))
+        return Prediction(rgb=out.rgb[0].clamp(0, 1), depth=out.depth[0], flow=out.flow[0], semantic=semantic,
+                          features=feats)
+
+    def _raise_invalid(self, checks: list[GaussianCheck] | None, wait: bool = True) -> None:
+        for check in checks or ():
+            try:
+                check.raise_if_invalid(wait)
+            except RenderError:     # reported: no longer pending, so that reset() starts afresh
+                self._pending = [c for c in self._pending if c is not check]
+                raise
+
+    def _raise_pending(self) -> None:
+        """Raise for an earlier streaming step whose Gaussians are invalid (GaussianCheck), waiting for the
+        device to reach its check if it has not (where the loop synchronises or renders, it has)."""
+        pending, self._pending = self._pending, []
+        self._raise_invalid(pending)
+
+    @staticmethod
+    def _camera_key(cam_to_world: np.ndarray, intrinsics: np.ndarray) -> tuple:
+        c2w, k = np.asarray(cam_to_world, np.float32), np.asarray(intrinsics, np.float32)
+        return c2w.shape, k.shape, c2w.tobytes(), k.tobytes()
+
+    def _render_cameras(self, cam_to_world: np.ndarray, intrinsics: np.ndarray, h: int, w: int,
+                        host_check: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Device cameras [1,V,4,4], [1,V,3,3] and ray directions [1,V,H,W,3]; the last step's or render's
+        when the values are the same. host_check: render.check_cameras first (no device work)."""
+        c2w_np, k_np = np.asarray(cam_to_world, np.float32)[None], np.asarray(intrinsics, np.float32)[None]
+        if host_check:
+            check_cameras(c2w_np, k_np, 1, (h, w))
+        key = self._camera_key(cam_to_world, intrinsics)
+        if self._render_cams is not None and self._render_cams[0] == (key, h, w):
+            return self._render_cams[1:]
+        if self._step_cams is not None and self._step_cams[0] == key:
+            c2w, k = self._step_cams[1:]
+        else:
+            c2w, k = self._to_device(c2w_np), self._to_device(k_np)
         if (h, w) not in self._pixel_grids:
             self._pixel_grids[(h, w)] = pixel_centre_grid(h, w, torch.device(self.device))
         _, dirs = camera_rays_torch(k, c2w, self._pixel_grids[(h, w)])
-        background = self.net.sky_color(scene.sky.float(), dirs.reshape(1, -1, h, w, 3))
-        affine = scene.affine if scene.affine.shape[1] == c2w.shape[1] else None
-        out = render(scene.gaussians, c2w, k, (h, w), time=float(time), backend=self.backend,
-                     background=background, color_transform=affine, features=True, flow=True,
-                     flow_dt=1.0 / scene.payload["fps"], near=self.cfg.near, far=self.cfg.far)
-        feats = self.net.decode_features(out.features[0])
-        semantic = predict_semantic(feats, self.class_embeddings(),
-                                    others_index=SLARM_CLASSES.index("others"))
-        return Prediction(rgb=out.rgb[0].clamp(0, 1), depth=out.depth[0], flow=out.flow[0], semantic=semantic,
-                          features=feats)
+        self._render_cams = ((key, h, w), c2w, k, dirs.reshape(1, -1, h, w, 3))
+        return self._render_cams[1:]
 
     def provenance(self) -> dict[str, Any]:
         return {"model": self.name, "preset": self.preset, "config": self.cfg.to_dict(),
@@ -435,6 +431,7 @@ class SlarmModel(StreamingModel):
     def synchronize(self) -> None:
         if torch.device(self.device).type == "cuda":
             torch.cuda.synchronize()
+        self._raise_pending()
 
 
 # -------------------------------------------------------------------------------------------------------

@@ -372,3 +372,83 @@ class SlarmNet(nn.Module):
     def sky_color(self, sky_token: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
         """sky_token [B,1,D], directions [B,...,3] -> sky colours [B,...,3] in (0,1)."""
         return torch.sigmoid(self.sky_head(directions, sky_token))
+
+
+class KVCache:
+    """Per global block key/value buffers [B,heads,capacity*n,hd] of a streaming session (`forward_cached`'s
+    cache_k / cache_v; n = tokens of one timestep, all cameras), written in place: timestep s at positions
+    slot*n .. slot*n + n - 1.
+
+    ring (window attention): capacity = W timesteps, slot = s mod W; the buffers never grow or move.
+    Otherwise (full attention) slot = s and the capacity doubles when full (one copy per doubling).
+    The written timesteps always occupy the first `timesteps` slots, so the valid part is a prefix; once a
+    ring is full every position is valid and a step's shapes are static. cache[i] = (k, v) of block i
+    (the whole buffers).
+    """
+
+    def __init__(self, depth: int, batch: int, heads: int, tokens: int, head_dim: int, capacity: int,
+                 ring: bool, dtype: torch.dtype, device: torch.device | str, session: int = 1):
+        self.depth, self.tokens, self.ring = depth, tokens, ring
+        self.shape = (batch, heads, head_dim)
+        self.dtype, self.device = dtype, torch.device(device)
+        self.session, self.steps = session, 0
+        self._arange = torch.arange(tokens, device=self.device)
+        self._allocate(capacity)
+        # the write positions of each ring slot, built once (no per-step host work or host-to-device copy)
+        self._slot_index = [self._arange + s * tokens for s in range(capacity)] if ring else None
+
+    def _allocate(self, capacity: int) -> None:
+        b, h, hd = self.shape
+        shape = (b, h, capacity * self.tokens, hd)
+        self.k = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in range(self.depth)]
+        self.v = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in range(self.depth)]
+        self.capacity = capacity
+
+    def _grow(self, capacity: int) -> None:
+        old_k, old_v, used = self.k, self.v, self.timesteps * self.tokens
+        self._allocate(capacity)
+        for new, old in zip(self.k + self.v, old_k + old_v):
+            new[:, :, :used].copy_(old[:, :, :used])
+
+    def reset(self, session: int) -> None:
+        """Start a new session in the same buffers (nothing is cleared: only written slots are read)."""
+        self.session, self.steps = session, 0
+
+    @property
+    def timesteps(self) -> int:
+        """Timesteps the cache holds (at most the capacity for a ring)."""
+        return min(self.steps, self.capacity) if self.ring else self.steps
+
+    def slot_views(self, index_tensor: bool = False
+                   ) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor | slice, bool]:
+        """For the next step: (k buffers, v buffers, write positions, static). The buffers are the valid
+        part including the next timestep's slot (the whole buffers once a ring is full: static = True); the
+        positions a slice, or with `index_tensor` an int64 device tensor [n] (for torch.compile: one graph
+        for every slot). A full-attention cache that is full doubles here."""
+        s, n = self.steps, self.tokens
+        if self.ring:
+            slot, valid = s % self.capacity, min(s + 1, self.capacity)
+        else:
+            if s + 1 > self.capacity:
+                self._grow(2 * self.capacity)
+            slot, valid = s, s + 1
+        if not index_tensor:
+            index = slice(slot * n, slot * n + n)
+        else:
+            index = self._slot_index[slot] if self.ring else self._arange + slot * n
+        if valid == self.capacity:
+            return self.k, self.v, index, self.ring
+        end = valid * n
+        return [k[:, :, :end] for k in self.k], [v[:, :, :end] for v in self.v], index, False
+
+    def advance(self) -> None:
+        self.steps += 1
+
+    def __len__(self) -> int:
+        return self.depth
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.k[i], self.v[i]
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.k + self.v)
