@@ -138,7 +138,8 @@ def bench_parity(out: Path | None, cases: list[tuple[int, tuple[int, int]]]) -> 
         emit(rec, out)
 
 
-def _time_cuda(fn, warmup: int = 5, repeats: int = 20) -> float:
+def time_cuda(fn, warmup: int = 5, repeats: int = 20) -> float:
+    """Median CUDA-event time (ms) of fn() over `repeats` calls after `warmup` untimed ones."""
     for _ in range(warmup):
         fn()
     torch.cuda.synchronize()
@@ -173,8 +174,8 @@ def bench_gsplat_speed(out: Path | None) -> None:
             p.grad = None
 
     torch.cuda.reset_peak_memory_stats()
-    fwd = _time_cuda(forward)
-    fb = _time_cuda(forward_backward)
+    fwd = time_cuda(forward)
+    fb = time_cuda(forward_backward)
     emit({"bench": "gsplat_speed", "gaussians": 460_800, "cameras": 3, "size": size,
           "channels": "RGB+ED+flow3", "forward_ms": fwd, "forward_backward_ms": fb,
           "target_forward_ms": 2.0, "target_forward_backward_ms": 6.0,

@@ -14,26 +14,12 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import statistics
 
 import torch
+from bench_render import time_cuda  # benchmarks/ is on sys.path when run as a script
 
 from slarm_bench.render import render
 from slarm_bench.render.scenes import random_scene
-
-
-def time_ms(fn, repeats: int) -> float:
-    for _ in range(5):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -51,7 +37,7 @@ def main() -> None:
         for check in (True, False):
             call = functools.partial(render, g, c2w, k, (160, 240), time=0.1, backend="gsplat", check=check,
                                      flow_dt=0.1, **kw)
-            ms = time_ms(call, args.repeats)
+            ms = time_cuda(call, repeats=args.repeats)
             print(json.dumps({"case": name, "check": check, "render_ms_median": round(ms, 3),
                               "gaussians": args.gaussians, "features": args.features if kw["features"] else 0,
                               "device": torch.cuda.get_device_name()}))
