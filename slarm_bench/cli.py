@@ -161,6 +161,15 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=4, help="data-loader worker processes")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--warmup", type=int, default=500, help="linear warm-up steps before the cosine decay")
+    p.add_argument("--feature-targets", type=int, default=1,
+                   help="SLARM: target timesteps per sample that also distil language features (0 = all)")
+    p.add_argument("--init-from", default=None,
+                   help="fine-tune: start from this safetensors export of the same configuration")
+    p.add_argument("--train-only", default="all", choices=["all", "features"],
+                   help="features: train only SLARM's language-feature head and decoder (the rest frozen)")
+    p.add_argument("--feature-balance", type=float, default=0.0,
+                   help="SLARM: class-balance power of the feature loss, 0 (the reference) to 1")
     p.set_defaults(func=_cmd_train)
 
 
@@ -170,7 +179,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     result = api_models.train(args.model, dataset=args.dataset, out_dir=args.out_dir, steps=args.steps,
                               batch_size=args.batch_size, lr=args.lr, ckpt_every=args.ckpt_every,
                               max_minutes=args.max_minutes, data_root=args.root, device=args.device,
-                              num_workers=args.workers, seed=args.seed)
+                              num_workers=args.workers, seed=args.seed, warmup=args.warmup,
+                              feature_targets=args.feature_targets or None, init_from=args.init_from,
+                              train_only=args.train_only, feature_balance=args.feature_balance)
     print(f"trained {args.model} to step {result['step']}: final loss {result['final_loss']:.4f}, "
           f"PSNR {result['final_psnr']:.2f} dB -> {result['export']} (sha256 {result['sha256'][:12]})")
     return 0

@@ -4,6 +4,10 @@ total = 1.0 MSE(rgb) + 0.05 LPIPS (from `lpips_start`, when an LPIPS function is
       + 1.0 L1(depth / max gt depth) on lidar pixels (STORM's normalisation; SLARM's code is STORM's)
       + 0.1 L1(alpha, 1 - sky) + 0.005 mean(m^2) over every motion coefficient
       + 1.0 MSE(features, teacher) on labelled pixels.
+
+`feature_balance` (default 0, the reference loss) weights the feature term per pixel by n_c^-p, n_c the
+number of labelled pixels of the pixel's class in the batch, normalised to mean 1: p = 1 gives every class
+present the same total weight, p = 0.5 is in between. A training choice for rare classes, not SLARM's.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ class SlarmLossConfig:
     sky: float = 0.1
     motion: float = 0.005
     feature: float = 1.0
+    feature_balance: float = 0.0
 
 
 def slarm_losses(outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], cfg: SlarmLossConfig,
@@ -77,8 +82,13 @@ def slarm_losses(outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor
         # materialising [B,V,H,W,512] targets.
         valid = labels != UNLABELLED
         if valid.any():
-            target = batch["teacher_table"][labels[valid]]
-            terms["feature"] = cfg.feature * (outputs["features"][valid] - target).pow(2).mean(-1).mean()
+            picked = labels[valid]
+            err = (outputs["features"][valid] - batch["teacher_table"][picked]).pow(2).mean(-1)
+            if cfg.feature_balance:
+                weight = class_balance_weights(picked, len(batch["teacher_table"]), cfg.feature_balance)
+                terms["feature"] = cfg.feature * (err * weight).mean()
+            else:
+                terms["feature"] = cfg.feature * err.mean()
     elif batch.get("teacher") is not None and outputs.get("features") is not None:
         valid = batch.get("teacher_valid")
         diff = (outputs["features"] - batch["teacher"]).pow(2).mean(-1)
@@ -88,6 +98,15 @@ def slarm_losses(outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor
             terms["feature"] = cfg.feature * diff[valid].mean()
     terms["total"] = torch.stack([v for v in terms.values()]).sum()
     return terms
+
+
+def class_balance_weights(labels: torch.Tensor, num_classes: int, power: float) -> torch.Tensor:
+    """Per-pixel weights [N] proportional to count(label)^-power over `labels` [N], with mean 1."""
+    if power < 0:
+        raise SlarmLossError(f"feature_balance must be >= 0, got {power}")
+    counts = torch.bincount(labels, minlength=num_classes).to(torch.float32)
+    weight = counts.clamp_min(1.0).pow(-power)[labels]
+    return weight / weight.mean()
 
 
 def slarm_training_outputs(net: SlarmNet, images: torch.Tensor, cam_to_world: torch.Tensor,

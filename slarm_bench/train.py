@@ -112,7 +112,7 @@ class SlarmTrainStep(nn.Module):
     """
 
     def __init__(self, net: SlarmNet, backend: str, lpips_weight: float, bf16: bool = False,
-                 feature_targets: int | None = None) -> None:
+                 feature_targets: int | None = None, feature_balance: float = 0.0) -> None:
         super().__init__()
         from slarm_bench.text import default_encoder
 
@@ -122,7 +122,7 @@ class SlarmTrainStep(nn.Module):
         self.net, self.backend, self.bf16 = net, backend, bf16
         self.feature_targets = feature_targets
         # lpips_start=0: the loop decides when LPIPS starts (it passes lpips_fn from then on).
-        self.loss_cfg = SlarmLossConfig(lpips=lpips_weight, lpips_start=0)
+        self.loss_cfg = SlarmLossConfig(lpips=lpips_weight, lpips_start=0, feature_balance=feature_balance)
         encoder = default_encoder()
         with torch.no_grad():
             table = encoder.encode(list(SLARM_CLASSES)).float()
@@ -135,7 +135,8 @@ class SlarmTrainStep(nn.Module):
 
     def summary(self) -> dict[str, Any]:
         return {"teacher": f"synthetic teacher: text embedding of the ground-truth class ({self.teacher})",
-                "feature_targets": self.feature_targets or "all"}
+                "feature_targets": self.feature_targets or "all",
+                "feature_balance": self.loss_cfg.feature_balance}
 
     def forward(self, batch: dict[str, torch.Tensor], use_lpips: bool) -> dict[str, torch.Tensor]:
         net = self.net
@@ -228,6 +229,22 @@ FAMILIES: dict[str, Family] = {
                     WindowDataset),
     "slarm": Family(SlarmConfig, slarm_config, SlarmNet, SlarmTrainStep, SemanticWindowDataset),
 }
+
+
+# What `train_only` leaves trainable per family (every other parameter is frozen); None = everything.
+TRAINABLE: dict[str, dict[str, tuple[str, ...] | None]] = {
+    "storm": {"all": None},
+    "slarm": {"all": None, "features": ("feature_pred.", "feature_decoder.")},
+}
+
+
+def freeze_except(net: nn.Module, family: str, train_only: str) -> int:
+    """Freeze every parameter outside `TRAINABLE[family][train_only]`; returns how many stay trainable."""
+    check_name(f"train_only for a {family} model", train_only, TRAINABLE[family])
+    prefixes = TRAINABLE[family][train_only]
+    for name, p in net.named_parameters():
+        p.requires_grad_(prefixes is None or name.startswith(prefixes))
+    return sum(p.numel() for p in net.parameters() if p.requires_grad)
 
 
 def model_family(model: str) -> str:
@@ -355,12 +372,17 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
           feature_targets: int | None = 1,
           backend: str = "auto", config: StormConfig | SlarmConfig | dict | None = None, split: str = "train",
           max_scenes: int | None = None, compile: bool = False, quiet: bool = False,
-          stop_after: int | None = None) -> dict[str, Any]:
+          stop_after: int | None = None, init_from: str | os.PathLike | None = None,
+          train_only: str = "all", feature_balance: float = 0.0) -> dict[str, Any]:
     """Train a STORM or SLARM preset (or `config`, a StormConfig / SlarmConfig overriding its architecture).
 
     Runs DDP when launched by torchrun (WORLD_SIZE > 1): env:// rendezvous, NCCL on CUDA, gloo on the CPU;
     `batch_size` is per rank. max_minutes / stop_after (a step index) end this call early, checkpointed
     and exported, without changing the schedule (which always runs over `steps`).
+    Fine-tuning: init_from (a safetensors export of the same configuration) starts from those weights
+    instead of a fresh initialisation (a resumed run continues from its own checkpoint instead);
+    train_only="features" (SLARM) trains only the language-feature head and decoder, so every other
+    output of the exported model is that of init_from. feature_balance: see `SlarmLossConfig`.
     Returns {"step", "final_loss", "final_psnr", "export", "sha256",
     "param_digest", "out_dir"} on every rank (export/sha256 None off rank 0).
     """
@@ -413,9 +435,23 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
         log(f"resuming from {stem.name} (next step {start_step})")
     elif is_main and not resume and (out / "train_log.csv").exists():
         (out / "train_log.csv").unlink()
+    init = {}
+    if init_from is not None:
+        init = {"init_from": str(init_from), "init_sha256": file_sha256(_safetensors_file(init_from))}
+        if latest is None:
+            state_dict, init_cfg = load_safetensors(init_from)
+            if fam.config_type.from_dict(init_cfg) != cfg:
+                raise TrainError(f"init_from {init_from} holds another configuration than {model}'s; pass "
+                                 f"the matching config or another checkpoint")
+            load_into(net, state_dict, f"init checkpoint {init_from}")
+            log(f"starting from the weights of {init_from} (sha256 {init['init_sha256'][:12]})")
+    n_trainable = freeze_except(net, model_family(model), train_only)
     net.to(dev)
 
-    extra = {"feature_targets": feature_targets} if fam.dataset is SemanticWindowDataset else {}
+    extra = {"feature_targets": feature_targets, "feature_balance": feature_balance} \
+        if fam.dataset is SemanticWindowDataset else {}
+    if feature_balance and fam.dataset is not SemanticWindowDataset:
+        raise TrainError(f"feature_balance applies to the SLARM presets only, not {model}")
     step_module = fam.step(net, render_backend, lpips_weight, use_bf16, **extra).to(dev)
     runner: nn.Module = step_module
     if distributed:
@@ -451,8 +487,9 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
     if is_main:  # drop rows past the checkpoint we resume from (a killed run may have logged further)
         _write_log(log_path, rows)
     n_params = sum(p.numel() for p in net.parameters())
-    log(f"{n_params / 1e6:.2f} M parameters, {len(data)} windows, world {world} x batch {batch_size}, "
-        f"device {dev}, bf16 {use_bf16}, renderer {render_backend}, steps {start_step}..{steps - 1}, "
+    log(f"{n_params / 1e6:.2f} M parameters ({n_trainable / 1e6:.2f} M trained), {len(data)} windows, "
+        f"world {world} x batch {batch_size}, device {dev}, bf16 {use_bf16}, renderer {render_backend}, "
+        f"steps {start_step}..{steps - 1}, "
         f"warm-up {warmup} then cosine, LPIPS {'from step ' + str(lpips_start) if lpips_on else 'off'}")
 
     def save_checkpoint(step: int) -> None:
@@ -483,7 +520,8 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
         terms = runner(batch, use_lpips)
         optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
+        grad_norm = torch.nn.utils.clip_grad_norm_([p for p in net.parameters() if p.requires_grad],
+                                                   grad_clip)
         optimizer.step()
         scheduler.step()
         n_window += 1
@@ -530,7 +568,8 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
               "sha256": None, "param_digest": param_digest(net), "out_dir": str(out)}
     if is_main and step >= start_step:
         result.update(_export(net, cfg, model, out, rows, step, seed, world * batch_size,
-                              time.perf_counter() - t_start, log, step_module.summary()))
+                              time.perf_counter() - t_start, log,
+                              {**step_module.summary(), **init, "train_only": train_only}))
     elif is_main and step < start_step:
         log(f"nothing to do: the checkpoints in {ckpt_dir} already reach step {start_step - 1}")
     if distributed:
@@ -538,6 +577,17 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
 
         dist.barrier()
     return result
+
+
+def _safetensors_file(path: str | os.PathLike) -> Path:
+    """The `.safetensors` file of an export given as its stem, its .safetensors or its .json."""
+    path = Path(path)
+    stem = path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
+    tensors = stem.with_name(stem.name + ".safetensors")
+    if not tensors.is_file():
+        raise TrainError(f"init_from: {tensors} does not exist; pass a safetensors export with its .json "
+                         f"beside it (e.g. checkpoints/slarm-t.safetensors)")
+    return tensors
 
 
 def _export(net: nn.Module, cfg: StormConfig | SlarmConfig, model: str, out: Path, rows: list[dict[str, Any]],
@@ -596,6 +646,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--feature-targets", type=int, default=1,
                    help="SLARM: target timesteps per sample that also render and distil language features "
                         "(0 = all)")
+    p.add_argument("--init-from", default=None, help="start from this safetensors export (fine-tuning)")
+    p.add_argument("--train-only", default="all", help="all, or features (SLARM: feature head + decoder)")
+    p.add_argument("--feature-balance", type=float, default=0.0,
+                   help="SLARM: class-balance power p of the feature loss (0 = the reference loss)")
     a = p.parse_args(argv)
     train(a.model, a.dataset, a.out_dir, a.steps, a.batch_size, a.lr, a.warmup, a.weight_decay,
           grad_clip=a.grad_clip, ckpt_every=a.ckpt_every, resume=not a.no_resume, seed=a.seed,
@@ -603,7 +657,8 @@ def main(argv: list[str] | None = None) -> None:
           log_every=a.log_every, lpips_weight=a.lpips_weight, lpips_start=a.lpips_start,
           data_root=a.data_root, generate_on_the_fly=a.generate_on_the_fly, max_minutes=a.max_minutes,
           backend=a.backend, compile=a.compile, max_scenes=a.max_scenes, num_targets=a.num_targets,
-          feature_targets=a.feature_targets or None)
+          feature_targets=a.feature_targets or None, init_from=a.init_from, train_only=a.train_only,
+          feature_balance=a.feature_balance)
 
 
 if __name__ == "__main__":

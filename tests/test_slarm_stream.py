@@ -258,6 +258,30 @@ def test_compiled_window_steps_equal_eager():
     assert counters["stats"]["unique_graphs"] == graphs
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None,
+                    reason="torch.compile on the CPU needs a C++ compiler")
+def test_compiled_render_heads_equal_eager():
+    """With `compile`, render() runs the sky colour and the feature decoding + class query compiled: the
+    same Prediction as eager (the rasterizer is not compiled)."""
+    clip = tiny_clip(4)
+    eager, compiled = tiny_model("window", window=3), tiny_model("window", window=3, compile="default")
+    compiled.net.load_state_dict(eager.net.state_dict())
+    assert compiled._heads_fn is not eager._heads_fn
+    states = [m.start() for m in (eager, compiled)]
+    for i in range(clip.num_frames):
+        frame = clip.select([i])
+        preds = []
+        for j, m in enumerate((eager, compiled)):
+            states[j], scene = m.step(states[j], frame)
+            preds.append(render_frame(m, scene, frame))
+        a, b = preds
+        for name in ("rgb", "depth", "flow", "features"):
+            x, y = getattr(a, name), getattr(b, name)
+            assert torch.allclose(x, y, atol=1e-4, rtol=1e-4), (name, (x - y).abs().max())
+        assert (a.semantic == b.semantic).float().mean() > 0.999
+
+
 def _stream(model: SlarmModel, clip: Clip):
     """Each step's own timestep (state.kept[-1])."""
     state = model.start()

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from slarm_bench.data.synthetic import generate_sequence
+from slarm_bench.errors import SlarmBenchError
 from slarm_bench.models.storm_net import storm_config
 from slarm_bench.store import Store
 from slarm_bench.train import lr_factor, train
@@ -178,3 +179,47 @@ def test_slarm_feature_targets_subsample_the_feature_loss_only(store_root):
     assert torch.allclose(one["rgb"], every["rgb"], rtol=1e-5)
     with pytest.raises(TrainError, match="feature_targets"):
         SlarmTrainStep(net, "torch", 0.0, feature_targets=0)
+
+
+def test_feature_fine_tune_changes_only_the_feature_head(store_root, tmp_path):
+    """init_from + train_only="features": the export equals init_from bit for bit outside the feature head
+    and decoder, those do change, and the summary names the starting checkpoint."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from slarm_bench.models.slarm_net import slarm_config
+
+    cfg = slarm_config("slarm-t-o1", **SLARM_CFG, image_size=(H, W), decoder_hidden=(16, 32))
+    base = train(**{**options(store_root, tmp_path / "base", 1, device="cpu"), "model": "slarm-t-o1",
+                    "config": cfg})
+    tuned = train(**{**options(store_root, tmp_path / "tuned", 3, device="cpu"), "model": "slarm-t-o1",
+                     "config": cfg, "init_from": base["export"], "train_only": "features",
+                     "feature_targets": None, "feature_balance": 0.5, "lr": 1e-2})
+    before, after = load_file(base["export"]), load_file(tuned["export"])
+    assert before.keys() == after.keys()
+    head = ("feature_pred.", "feature_decoder.")
+    for key in before:
+        same = torch.equal(before[key], after[key])
+        assert same != key.startswith(head), key
+    summary = json.loads((tmp_path / "tuned" / "slarm-t-o1.train.json").read_text())
+    assert summary["init_sha256"] == base["sha256"] and summary["train_only"] == "features"
+    assert summary["feature_balance"] == 0.5 and summary["feature_targets"] == "all"
+    with pytest.raises(SlarmBenchError, match="does not exist"):
+        train(**{**options(store_root, tmp_path / "x", 1, device="cpu"), "model": "slarm-t-o1", "config": cfg,
+                 "init_from": tmp_path / "missing.safetensors"})
+    with pytest.raises(SlarmBenchError, match="train_only"):
+        train(**{**options(store_root, tmp_path / "y", 1, device="cpu"), "train_only": "features"})
+
+
+def test_class_balance_weights_give_each_present_class_the_same_total():
+    from slarm_bench.losses_slarm import class_balance_weights
+
+    labels = torch.tensor([0] * 90 + [3] * 9 + [5])
+    w = class_balance_weights(labels, 9, 1.0)
+    assert torch.allclose(w.mean(), torch.tensor(1.0))
+    totals = torch.stack([w[labels == c].sum() for c in (0, 3, 5)])
+    assert torch.allclose(totals, totals[0].expand(3), rtol=1e-5)
+    assert torch.allclose(class_balance_weights(labels, 9, 0.0), torch.ones(100))
+    half = class_balance_weights(labels, 9, 0.5)
+    assert half[-1] / half[0] == pytest.approx(90 ** 0.5, rel=1e-5)

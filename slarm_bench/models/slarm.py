@@ -94,6 +94,19 @@ def _cached_step(net: SlarmNet, *args: Any) -> tuple[torch.Tensor, ...]:
     return (*(getattr(out, name) for name in _FRAME_FIELDS), flag)
 
 
+def _sky_colors(net: SlarmNet, sky: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
+    """Sky colour of every ray (what `render` composites behind the Gaussians); fp32."""
+    return net.sky_color(sky.float(), dirs)
+
+
+def _decode_and_classify(net: SlarmNet, features: torch.Tensor, class_emb: torch.Tensor,
+                         dtype: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rendered features [...,F] -> (language features [...,L] fp32, class index per pixel [...])."""
+    with torch.autocast(features.device.type, dtype=dtype, enabled=dtype is not None):
+        feats = net.decode_features(features).float()
+    return feats, predict_semantic(feats, class_emb, others_index=SLARM_CLASSES.index("others"))
+
+
 def _compile_mode(option: str | bool | None) -> str | None:
     if option is None or option is False:
         return None
@@ -144,6 +157,14 @@ class SlarmModel(StreamingModel):
         self._sessions = itertools.count(1)
         self._shared_kv: KVCache | None = None       # with `compile`: one cache for every session
         self._compiled_step: Any = None
+        # With `compile`, the per-pixel heads around the rasterizer (sky colour, feature decoding and the
+        # class query) run as fused kernels too: after gsplat's host sync every eager launch is exposed.
+        # No CUDA graphs there: their outputs are the Prediction's, which a replay would overwrite.
+        self._sky_fn: Any = _sky_colors
+        self._heads_fn: Any = _decode_and_classify
+        if self.compile is not None:
+            self._sky_fn = torch.compile(_sky_colors, dynamic=False)
+            self._heads_fn = torch.compile(_decode_and_classify, dynamic=False)
         self._pixel_grids: dict[tuple[int, int], torch.Tensor] = {}
         self._pending: list[GaussianCheck] = []     # streaming steps' checks not read yet (see module doc)
         # device copies of the last step's cameras and of the last render's (with its ray directions), by
@@ -358,7 +379,7 @@ class SlarmModel(StreamingModel):
         h, w = int(size[0]), int(size[1])
         checks: list[GaussianCheck] | None = scene.payload.get("checks")
         c2w, k, dirs = self._render_cameras(cam_to_world, intrinsics, h, w, host_check=checks is not None)
-        background = self.net.sky_color(scene.sky.float(), dirs)
+        background = self._sky_fn(self.net, scene.sky, dirs)
         affine = scene.affine if scene.affine.shape[1] == c2w.shape[1] else None
         self._raise_invalid(checks, wait=False)     # those the device has reached: before rasterizing them
         try:
@@ -370,10 +391,7 @@ class SlarmModel(StreamingModel):
             self._raise_invalid(checks)
             raise
         self._raise_invalid(checks)         # with gsplat, which waits for the device inside: no wait here
-        with self._autocast():
-            feats = self.net.decode_features(out.features[0]).float()
-            semantic = predict_semantic(feats, self.class_embeddings(),
-                                        others_index=SLARM_CLASSES.index("others"))
+        feats, semantic = self._heads_fn(self.net, out.features[0], self.class_embeddings(), self.dtype)
         return Prediction(rgb=out.rgb[0].clamp(0, 1), depth=out.depth[0], flow=out.flow[0], semantic=semantic,
                           features=feats)
 
