@@ -162,7 +162,7 @@ def test_slarm_feature_targets_subsample_the_feature_loss_only(store_root):
     """feature_targets=1 distils features on the first target timestep only: its feature term equals the
     term of the same batch cut to that target, while the RGB term still covers every target."""
     from slarm_bench.models.slarm_net import SlarmNet, slarm_config
-    from slarm_bench.train import SemanticWindowDataset, SlarmTrainStep, TrainError
+    from slarm_bench.train_family import SemanticWindowDataset, SlarmTrainStep, TrainError
 
     torch.manual_seed(0)
     cfg = slarm_config("slarm-t-o1", **SLARM_CFG, image_size=(H, W), decoder_hidden=(16, 32))
