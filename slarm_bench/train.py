@@ -45,7 +45,14 @@ from slarm_bench.models.storm import file_sha256
 from slarm_bench.models.storm_net import StormConfig
 from slarm_bench.render import resolve_backend
 from slarm_bench.train_data import StepBatchSampler, seed_worker
-from slarm_bench.train_family import FAMILIES, SemanticWindowDataset, TrainError, freeze_except, model_family
+from slarm_bench.train_family import (
+    FAMILIES,
+    SemanticWindowDataset,
+    TrainError,
+    check_train_only,
+    freeze_except,
+    model_family,
+)
 
 LOSS_TERMS = ("loss", "rgb", "lpips", "depth", "sky", "velocity", "motion", "feature", "psnr")
 LOG_FIELDS = ("step", *LOSS_TERMS, "lr", "grad_norm", "steps_per_s", "samples_per_s", "data_wait",
@@ -203,6 +210,9 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
     out = Path(out_dir)
     ckpt_dir = out / "checkpoints"
     is_main = rank == 0
+    # Options checked before anything is written: a bad call leaves no folder behind.
+    init_file = _safetensors_file(init_from) if init_from is not None else None
+    check_train_only(model_family(model), train_only)
     if is_main:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
 
@@ -236,7 +246,7 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
         (out / "train_log.csv").unlink()
     init = {}
     if init_from is not None:
-        init = {"init_from": str(init_from), "init_sha256": file_sha256(_safetensors_file(init_from))}
+        init = {"init_from": str(init_from), "init_sha256": file_sha256(init_file)}
         if latest is None:
             state_dict, init_cfg = load_safetensors(init_from)
             if fam.config_type.from_dict(init_cfg) != cfg:

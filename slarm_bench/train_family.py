@@ -196,9 +196,15 @@ TRAINABLE: dict[str, dict[str, tuple[str, ...] | None]] = {
 }
 
 
+def check_train_only(family: str, train_only: str) -> None:
+    if train_only not in TRAINABLE[family]:
+        raise TrainError(f"train_only={train_only!r} does not apply to the {family} presets; choose one of "
+                         f"{', '.join(TRAINABLE[family])}")
+
+
 def freeze_except(net: nn.Module, family: str, train_only: str) -> int:
     """Freeze every parameter outside `TRAINABLE[family][train_only]`; returns how many stay trainable."""
-    check_name(f"train_only for a {family} model", train_only, TRAINABLE[family])
+    check_train_only(family, train_only)
     prefixes = TRAINABLE[family][train_only]
     for name, p in net.named_parameters():
         p.requires_grad_(prefixes is None or name.startswith(prefixes))

@@ -210,6 +210,7 @@ def test_feature_fine_tune_changes_only_the_feature_head(store_root, tmp_path):
                  "init_from": tmp_path / "missing.safetensors"})
     with pytest.raises(SlarmBenchError, match="train_only"):
         train(**{**options(store_root, tmp_path / "y", 1, device="cpu"), "train_only": "features"})
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()   # refused before writing
 
 
 def test_class_balance_weights_give_each_present_class_the_same_total():
