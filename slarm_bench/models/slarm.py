@@ -19,8 +19,9 @@ Option `compile` (e.g. "reduce-overhead") runs the window variant's full-ring st
 (CUDA graphs on a GPU); the model then keeps one cache for all its sessions, so that its buffers keep their
 addresses, and only the newest session can step. With `compile`, render() also runs the sky colour and
 the feature decoding + class query compiled (fused kernels, no CUDA graphs). The Scene of a step holds the
-Gaussians of the last `render_timesteps` timesteps (default: the attention window, all for full attention) in `gaussians` and
-the step's own in `payload["step_gaussians"]`, since the harness renders targets from the last step's Scene.
+Gaussians of the last `render_timesteps` timesteps (default: the attention window, all for full attention)
+in `gaussians` and the step's own in `payload["step_gaussians"]`, since the harness renders targets from the
+last step's Scene.
 
 Streaming validates without host syncs: a step computes its Gaussians' validity flag on the device
 (render.validity_flag, inside the compiled graph when compiled) and keeps a render.GaussianCheck of it (read
