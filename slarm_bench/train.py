@@ -459,7 +459,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--train-only", default="all", help="all, or features (SLARM: feature head + decoder)")
     p.add_argument("--feature-balance", type=float, default=0.0,
                    help="SLARM: class-balance power p of the feature loss (0 = the reference loss)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override one field of the preset's configuration (VALUE is JSON), e.g. speed_shift=4.6")
     a = p.parse_args(argv)
+    config = None
+    if a.set:
+        fam = FAMILIES[model_family(a.model)]
+        overrides = {}
+        for item in a.set:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise SystemExit(f"--set {item!r}: write FIELD=VALUE, e.g. speed_shift=4.6")
+            overrides[key] = json.loads(value)
+        config = {**fam.preset(a.model).to_dict(), **overrides}
     train(a.model, a.dataset, a.out_dir, a.steps, a.batch_size, a.lr, a.warmup, a.weight_decay,
           grad_clip=a.grad_clip, ckpt_every=a.ckpt_every, resume=not a.no_resume, seed=a.seed,
           device=a.device, bf16=False if a.no_bf16 else None, num_workers=a.num_workers,
@@ -467,7 +479,7 @@ def main(argv: list[str] | None = None) -> None:
           data_root=a.data_root, generate_on_the_fly=a.generate_on_the_fly, max_minutes=a.max_minutes,
           backend=a.backend, compile=a.compile, max_scenes=a.max_scenes, num_targets=a.num_targets,
           feature_targets=a.feature_targets or None, init_from=a.init_from, train_only=a.train_only,
-          feature_balance=a.feature_balance)
+          feature_balance=a.feature_balance, config=config)
 
 
 if __name__ == "__main__":

@@ -224,3 +224,28 @@ def test_class_balance_weights_give_each_present_class_the_same_total():
     assert torch.allclose(class_balance_weights(labels, 9, 0.0), torch.ones(100))
     half = class_balance_weights(labels, 9, 0.5)
     assert half[-1] / half[0] == pytest.approx(90 ** 0.5, rel=1e-5)
+
+
+def test_cli_set_overrides_the_preset_configuration(store_root, tmp_path):
+    """`python -m slarm_bench.train ... --set FIELD=VALUE` trains the preset with those fields changed (here
+    a tiny slarm-t with another speed_shift); the export records them and a typo names the field."""
+    import json
+
+    from slarm_bench.models.slarm_net import SPEED_SHIFT, SlarmNet, slarm_config
+    from slarm_bench.train import main
+
+    out = tmp_path / "set"
+    common = ["slarm-t", "--out-dir", str(out), "--data-root", str(store_root), "--steps", "1", "--batch-size", "1",
+              "--num-workers", "0", "--num-targets", "1", "--backend", "torch", "--device", "cpu", "--warmup", "1",
+              "--set", "image_size=[16,24]", "--set", "embed_dim=16", "--set", "num_heads=2", "--set", "depth=1",
+              "--set", "decoder_hidden=[8,8]", "--set", "sky_hidden=8"]
+    main([*common, "--set", "speed_shift=4.6"])
+    cfg = json.loads((out / "slarm-t.json").read_text())
+    assert cfg["config"]["speed_shift"] == 4.6
+    # the field drives the speed at zero raw output: 100 sigmoid(-shift)
+    torch.manual_seed(0)
+    net = SlarmNet(slarm_config("slarm-t", image_size=(16, 24), embed_dim=16, num_heads=2, depth=1,
+                                speed_shift=4.6))
+    assert net.cfg.speed_shift == 4.6 and slarm_config("slarm-t").speed_shift == SPEED_SHIFT
+    with pytest.raises(SlarmBenchError, match="unknown fields"):
+        main([*common, "--set", "sped_shift=4.6"])

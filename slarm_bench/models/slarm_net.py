@@ -71,6 +71,7 @@ class SlarmConfig:
     max_scale: float = 0.5
     scale_bias: float = math.log(0.5)    # scale = min(exp(x + scale_bias), max_scale)
     opacity_bias: float = -2.0           # opacity = sigmoid(x + opacity_bias)
+    speed_shift: float = SPEED_SHIFT     # speed = SPEED_MAX * sigmoid(x - speed_shift) (REFERENCE: 6.9068)
     mlp_ratio: float = 4.0
     time_span: float = 2.0               # model time = (t - t_context0) / time_span
     rope_base: float = 100.0
@@ -280,7 +281,7 @@ class SlarmNet(nn.Module):
         opacities = torch.sigmoid(opacity_raw[..., 0] + cfg.opacity_bias)
         colors = torch.sigmoid(color_raw)
         mraw = unpatchify(self.motion_pred(patches)).reshape(b, t, v, h, w, k, 4)
-        speed = torch.sigmoid(mraw[..., 3:] - SPEED_SHIFT) * SPEED_MAX
+        speed = torch.sigmoid(mraw[..., 3:] - cfg.speed_shift) * SPEED_MAX
         motion = speed * F.normalize(mraw[..., :3], dim=-1, eps=1e-6)
         features = torch.sigmoid(unpatchify(self.feature_pred(patches)))
         # A frame of camera c reads affine token c (see module doc); A = [I | 0] + raw.
