@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from slarm_bench.models.checkpoint import load_into, load_safetensors, save_safetensors
+from slarm_bench.models.checkpoint import load_into, load_safetensors, safetensors_path, save_safetensors
 from slarm_bench.models.slarm_net import SlarmConfig
 from slarm_bench.models.storm import file_sha256
 from slarm_bench.models.storm_net import StormConfig
@@ -390,9 +390,7 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
 
 def _safetensors_file(path: str | os.PathLike) -> Path:
     """The `.safetensors` file of an export given as its stem, its .safetensors or its .json."""
-    path = Path(path)
-    stem = path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
-    tensors = stem.with_name(stem.name + ".safetensors")
+    tensors = safetensors_path(path)
     if not tensors.is_file():
         raise TrainError(f"init_from: {tensors} does not exist; pass a safetensors export with its .json "
                          f"beside it (e.g. checkpoints/slarm-t.safetensors)")

@@ -139,6 +139,12 @@ def _stem(path: str | os.PathLike) -> Path:
     return path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
 
 
+def safetensors_path(path: str | os.PathLike) -> Path:
+    """The `.safetensors` file of an export named by its stem, its .safetensors or its .json."""
+    stem = _stem(path)
+    return stem.with_name(stem.name + ".safetensors")
+
+
 def _config_dict(cfg: Any) -> dict:
     if hasattr(cfg, "to_dict"):
         return cfg.to_dict()

@@ -49,7 +49,7 @@ from slarm_bench.errors import SlarmBenchError, check_name
 from slarm_bench.geometry import camera_rays_torch
 from slarm_bench.metrics.semantic import predict_semantic
 from slarm_bench.models.base import Prediction, Scene, StreamingModel
-from slarm_bench.models.checkpoint import load_into, load_safetensors, shipped_checkpoint
+from slarm_bench.models.checkpoint import load_into, load_safetensors, safetensors_path, shipped_checkpoint
 from slarm_bench.models.layers import pixel_centre_grid
 from slarm_bench.models.slarm_net import KVCache, SlarmConfig, SlarmFrames, SlarmNet, slarm_config
 from slarm_bench.render import GaussianCheck, Gaussians, check_cameras, render, resolve_backend, validity_flag
@@ -148,9 +148,7 @@ class SlarmModel(StreamingModel):
             state, config = load_safetensors(self.checkpoint)
             cfg = SlarmConfig.from_dict(config)
             self.net = load_into(SlarmNet(cfg), state, f"checkpoint {self.checkpoint}", preset)
-            ckpt = self.checkpoint
-            stem = ckpt.with_suffix("") if ckpt.suffix == ".safetensors" else ckpt
-            self._checkpoint_sha = _sha256(stem.with_name(stem.name + ".safetensors"))
+            self._checkpoint_sha = _sha256(safetensors_path(self.checkpoint))
         else:
             self.net = SlarmNet(cfg or slarm_config(preset))
         self.net = self.net.to(device).eval()
