@@ -5,7 +5,7 @@
 # Each MODEL trains with benchmarks/train_gpu.sh into OUT_DIR/runs/MODEL (same environment variables:
 # STEPS, LOADERS, DATA_ROOT, ...), then is scored on synthetic-mini and synthetic into OUT_DIR/results.
 # The test and mini splits are prepared once, beside the first training's preparation of the train split;
-# the ground-truth and simple baselines (BASELINES, default "nearest oracle oracle-static") are scored
+# the ground-truth and simple baselines (BASELINES, default "nearest oracle oracle-static"; empty: none) are scored
 # when the test data is ready. Progress lines go to OUT_DIR/pipeline.log; every step's output to its own log.
 set -uo pipefail
 usage="usage: gpu_train_and_score.sh OUT_DIR MINUTES \"MODEL ...\" [SCENES] [BATCH]"
@@ -14,7 +14,7 @@ MINUTES=${2:?$usage}
 MODELS=${3:?$usage}
 SCENES=${4:-400}
 BATCH=${5:-4}
-BASELINES=${BASELINES:-nearest oracle oracle-static}
+BASELINES=${BASELINES-nearest oracle oracle-static}
 PY=${PYTHON:-python3}
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"

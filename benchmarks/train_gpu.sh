@@ -12,7 +12,8 @@
 # Environment: PYTHON (default python3; the repository is put on PYTHONPATH, no install needed),
 # STEPS (schedule length, cosine ends there; default 6000), WORKERS (prepare processes; default nproc),
 # LOADERS (data-loader workers of this training; default 4), NUM_TARGETS (supervised timesteps per sample;
-# default 4), LR (default 4e-4), NPROC_PER_NODE (> 1: DDP through torch.distributed.run).
+# default 4), LR (default 4e-4), MOTION_WEIGHT (motion regulariser weight; default the reference 0.005),
+# NPROC_PER_NODE (> 1: DDP through torch.distributed.run).
 set -euo pipefail
 usage="usage: train_gpu.sh OUT_DIR MINUTES MODEL [SCENES] [BATCH]"
 OUT_DIR=${1:?$usage}
@@ -73,6 +74,7 @@ say "data ready after ${PREP_S} s; training for $BUDGET min"
 ARGS=("$MODEL" --out-dir "$OUT_DIR" --data-root "$DATA_ROOT" --steps "$STEPS" --batch-size "$BATCH" --lr "$LR"
       --warmup 500 --ckpt-every 500 --log-every 25 --num-workers "$LOADERS" --num-targets "$NUM_TARGETS"
       --max-minutes "$BUDGET" --lpips-start 3000)
+if [ -n "${MOTION_WEIGHT:-}" ]; then ARGS+=(--motion-weight "$MOTION_WEIGHT"); fi
 if [ "$NPROC" -gt 1 ]; then
   "$PY" -m torch.distributed.run --standalone --nproc_per_node "$NPROC" -m slarm_bench.train "${ARGS[@]}" \
     >> "$LOG" 2>&1

@@ -170,18 +170,22 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="features: train only SLARM's language-feature head and decoder (the rest frozen)")
     p.add_argument("--feature-balance", type=float, default=0.0,
                    help="SLARM: class-balance power of the feature loss, 0 (the reference) to 1")
+    p.add_argument("--motion-weight", type=float, default=None,
+                   help="weight of the motion regulariser mean(m^2) (default: the reference 0.005)")
     p.set_defaults(func=_cmd_train)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from slarm_bench import api_models
 
+    extra = {} if args.motion_weight is None else {"motion_weight": args.motion_weight}
     result = api_models.train(args.model, dataset=args.dataset, out_dir=args.out_dir, steps=args.steps,
                               batch_size=args.batch_size, lr=args.lr, ckpt_every=args.ckpt_every,
                               max_minutes=args.max_minutes, data_root=args.root, device=args.device,
                               num_workers=args.workers, seed=args.seed, warmup=args.warmup,
                               feature_targets=args.feature_targets or None, init_from=args.init_from,
-                              train_only=args.train_only, feature_balance=args.feature_balance)
+                              train_only=args.train_only, feature_balance=args.feature_balance,
+                              **extra)
     print(f"trained {args.model} to step {result['step']}: final loss {result['final_loss']:.4f}, "
           f"PSNR {result['final_psnr']:.2f} dB -> {result['export']} (sha256 {result['sha256'][:12]})")
     return 0

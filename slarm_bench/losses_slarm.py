@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from slarm_bench.clip import UNLABELLED
 from slarm_bench.errors import SlarmBenchError
 from slarm_bench.geometry import camera_rays_torch
+from slarm_bench.losses import DEPTH_WEIGHT, SKY_WEIGHT, VELOCITY_WEIGHT
 from slarm_bench.models.layers import pixel_centre_grid
 from slarm_bench.models.slarm_net import SlarmFrames, SlarmNet
 from slarm_bench.render import Gaussians, render
@@ -35,10 +36,10 @@ class SlarmLossConfig:
     rgb: float = 1.0
     lpips: float = 0.05
     lpips_start: int = 5000
-    depth: float = 1.0
+    depth: float = DEPTH_WEIGHT
     depth_normalize: bool = True   # L1 of depth / max gt depth (STORM); False = L1 in metres
-    sky: float = 0.1
-    motion: float = 0.005
+    sky: float = SKY_WEIGHT
+    motion: float = VELOCITY_WEIGHT
     feature: float = 1.0
     feature_balance: float = 0.0
 

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from slarm_bench.losses import VELOCITY_WEIGHT
 from slarm_bench.models.checkpoint import load_into, load_safetensors, safetensors_path, save_safetensors
 from slarm_bench.models.slarm_net import SlarmConfig
 from slarm_bench.models.storm import file_sha256
@@ -179,7 +180,8 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
           backend: str = "auto", config: StormConfig | SlarmConfig | dict | None = None, split: str = "train",
           max_scenes: int | None = None, compile: bool = False, quiet: bool = False,
           stop_after: int | None = None, init_from: str | os.PathLike | None = None,
-          train_only: str = "all", feature_balance: float = 0.0) -> dict[str, Any]:
+          train_only: str = "all", feature_balance: float = 0.0,
+          motion_weight: float = VELOCITY_WEIGHT) -> dict[str, Any]:
     """Train a STORM or SLARM preset (or `config`, a StormConfig / SlarmConfig overriding its architecture).
 
     Runs DDP when launched by torchrun (WORLD_SIZE > 1): env:// rendezvous, NCCL on CUDA, gloo on the CPU;
@@ -189,6 +191,8 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
     instead of a fresh initialisation (a resumed run continues from its own checkpoint instead);
     train_only="features" (SLARM) trains only the language-feature head and decoder, so every other
     output of the exported model is that of init_from. feature_balance: see `SlarmLossConfig`.
+    motion_weight: weight of the motion regulariser mean(m^2) (STORM's velocity, SLARM's every motion
+    coefficient); the reference 0.005 by default. Recorded in the export's train.json.
     Returns {"step", "final_loss", "final_psnr", "export", "sha256",
     "param_digest", "out_dir"} on every rank (export/sha256 None off rank 0).
     """
@@ -201,6 +205,8 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
     dev = torch.device(device)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
+    if not (math.isfinite(motion_weight) and motion_weight >= 0):
+        raise TrainError(f"motion_weight must be a finite number >= 0, got {motion_weight}")
     if distributed:
         import torch.distributed as dist
 
@@ -261,7 +267,8 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
         if fam.dataset is SemanticWindowDataset else {}
     if feature_balance and fam.dataset is not SemanticWindowDataset:
         raise TrainError(f"feature_balance applies to the SLARM presets only, not {model}")
-    step_module = fam.step(net, render_backend, lpips_weight, use_bf16, **extra).to(dev)
+    step_module = fam.step(net, render_backend, lpips_weight, use_bf16, motion_weight=motion_weight,
+                           **extra).to(dev)
     runner: nn.Module = step_module
     if distributed:
         from torch.nn.parallel import DistributedDataParallel
@@ -457,6 +464,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--train-only", default="all", help="all, or features (SLARM: feature head + decoder)")
     p.add_argument("--feature-balance", type=float, default=0.0,
                    help="SLARM: class-balance power p of the feature loss (0 = the reference loss)")
+    p.add_argument("--motion-weight", type=float, default=VELOCITY_WEIGHT,
+                   help=f"weight of the motion regulariser mean(m^2) (reference {VELOCITY_WEIGHT})")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override one field of the preset's configuration (VALUE is JSON), e.g. speed_shift=4.6")
     a = p.parse_args(argv)
@@ -477,7 +486,7 @@ def main(argv: list[str] | None = None) -> None:
           data_root=a.data_root, generate_on_the_fly=a.generate_on_the_fly, max_minutes=a.max_minutes,
           backend=a.backend, compile=a.compile, max_scenes=a.max_scenes, num_targets=a.num_targets,
           feature_targets=a.feature_targets or None, init_from=a.init_from, train_only=a.train_only,
-          feature_balance=a.feature_balance, config=config)
+          feature_balance=a.feature_balance, motion_weight=a.motion_weight, config=config)
 
 
 if __name__ == "__main__":

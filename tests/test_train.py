@@ -249,3 +249,50 @@ def test_cli_set_overrides_the_preset_configuration(store_root, tmp_path):
     assert net.cfg.speed_shift == 4.6 and slarm_config("slarm-t").speed_shift == SPEED_SHIFT
     with pytest.raises(SlarmBenchError, match="unknown fields"):
         main([*common, "--set", "sped_shift=4.6"])
+
+
+@pytest.mark.parametrize("model", ["storm-t", "slarm-t-o1"])
+def test_motion_weight_scales_the_motion_regulariser_only(store_root, tmp_path, model):
+    """motion_weight sets the regulariser's weight: the logged motion term is weight x mean(m^2), so with
+    the same weights and batch the weighted terms differ by the ratio of the weights and nothing else
+    changes; the export records the weight; a negative weight is refused before anything is written."""
+    import json
+
+    from slarm_bench.losses import VELOCITY_WEIGHT
+    from slarm_bench.models.slarm_net import SlarmNet, slarm_config
+    from slarm_bench.models.storm import init_for_training
+    from slarm_bench.models.storm_net import StormNet
+    from slarm_bench.train_data import WindowDataset
+    from slarm_bench.train_family import SemanticWindowDataset, SlarmTrainStep, StormTrainStep
+
+    torch.manual_seed(0)
+    if model == "storm-t":
+        net, key = init_for_training(StormNet(CFG)).eval(), "velocity"
+        data, make = WindowDataset("synthetic", "train", store_root, (H, W), 1, False, None), StormTrainStep
+    else:
+        net = SlarmNet(slarm_config(model, **SLARM_CFG, image_size=(H, W), decoder_hidden=(16, 32))).eval()
+        key, data, make = "motion", SemanticWindowDataset("synthetic", "train", store_root, (H, W), 1, False,
+                                                           None), SlarmTrainStep
+    batch = {k: torch.as_tensor(v)[None] for k, v in data[(0, 3)].items()}
+    with torch.no_grad():
+        ref = make(net, "torch", 0.0)(batch, False)
+        low = make(net, "torch", 0.0, motion_weight=VELOCITY_WEIGHT / 100)(batch, False)
+    if key == "velocity":  # STORM logs the unweighted mean(v^2); SLARM logs the weighted term
+        assert torch.allclose(low[key], ref[key])
+        weighted = ref[key] * VELOCITY_WEIGHT * 0.99
+    else:
+        assert torch.allclose(low[key] * 100, ref[key], rtol=1e-5)
+        weighted = ref[key] * 0.99
+    assert float(ref[key]) > 0
+    assert torch.allclose(ref["loss"].double() - low["loss"].double(), weighted.double(), rtol=0.05, atol=1e-6)
+    for term in set(ref) - {key, "loss"}:
+        assert torch.equal(low[term], ref[term]), term
+    cfg = CFG if model == "storm-t" else slarm_config(model, **SLARM_CFG, image_size=(H, W),
+                                                      decoder_hidden=(16, 32))
+    train(**{**options(store_root, tmp_path / "w", 1, device="cpu"), "model": model, "config": cfg,
+             "motion_weight": 1e-5})
+    assert json.loads((tmp_path / "w" / f"{model}.train.json").read_text())["motion_weight"] == 1e-5
+    with pytest.raises(SlarmBenchError, match="motion_weight"):
+        train(**{**options(store_root, tmp_path / "bad", 1, device="cpu"), "model": model, "config": cfg,
+                 "motion_weight": -1.0})
+    assert not (tmp_path / "bad").exists()
