@@ -59,11 +59,17 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=0.3, help="Adam step on the velocities (m/s)")
     ap.add_argument("--blur", type=float, default=0.0, help="sigma (pixels) of an added blurred-image loss")
     ap.add_argument("--targets-per-step", type=int, default=2)
+    ap.add_argument("--shared", action="store_true",
+                    help="one velocity per moving object (its instance id), as motion tokens can share one "
+                         "basis over an object, instead of one per Gaussian")
+    ap.add_argument("--reg", type=float, default=0.0,
+                    help="weight of the velocity regulariser mean(v^2) over every Gaussian (reference 0.005)")
     args = ap.parse_args()
     torch.manual_seed(0)
     window = Store(config.data_root(None)).read_window("synthetic", "mini", args.scene, list(range(20)))
     cam, (h, w) = args.camera, window.images.shape[2:4]
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("means", "colors", "dynamic", "flow", "time", "radius")}
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("means", "colors", "dynamic", "flow", "time", "radius",
+                                                           "instance")}
     for t in CONTEXT:
         origins, dirs = camera_rays(window.intrinsics[t], window.cam_to_world[t], h, w)
         depth = window.depth_dense[t, cam]
@@ -71,6 +77,7 @@ def main() -> None:
         parts["means"].append((origins[cam] + depth[..., None] * dirs[cam])[keep])
         parts["colors"].append(window.images[t, cam][keep] / 255.0)
         parts["dynamic"].append(window.dynamic[t, cam][keep])
+        parts["instance"].append(window.instance[t, cam][keep])
         parts["flow"].append(window.flow[t, cam][keep])
         parts["time"].append(np.full(int(keep.sum()), window.time[t]))
         parts["radius"].append(FOOTPRINT * depth[keep] / window.intrinsics[t, cam, 0, 0])
@@ -78,16 +85,24 @@ def main() -> None:
                                           for k in ("means", "colors", "flow", "time", "radius"))
     dynamic = torch.from_numpy(np.concatenate(parts["dynamic"])).bool()
     n = means.shape[0]
-    velocity = torch.zeros(int(dynamic.sum()), 3, requires_grad=True)
-    opt = torch.optim.Adam([velocity], lr=args.lr)
+    if args.shared:  # one free velocity per moving object, gathered to its Gaussians
+        owner = torch.from_numpy(np.concatenate(parts["instance"]).astype(np.int64))[dynamic]
+        objects, owner = torch.unique(owner, return_inverse=True)
+        free = torch.zeros(len(objects), 3, requires_grad=True)
+    else:
+        owner = torch.arange(int(dynamic.sum()))
+        free = torch.zeros(int(dynamic.sum()), 3, requires_grad=True)
+    opt = torch.optim.Adam([free], lr=args.lr)
     targets = [t for t in range(window.num_frames) if t not in CONTEXT]
     rng = np.random.default_rng(0)
     zero_epe = float(flow[dynamic].norm(dim=1).mean())
     for step in range(args.steps + 1):
+        velocity = free[owner]
         if step % 5 == 0 or step == args.steps:
             epe = float((velocity.detach() - flow[dynamic]).norm(dim=1).mean())
             print(json.dumps({"step": step, "epe_dynamic": round(epe, 4), "zero_flow_epe": round(zero_epe, 4),
-                              "dynamic_gaussians": int(dynamic.sum()), "blur": args.blur}), flush=True)
+                              "dynamic_gaussians": int(dynamic.sum()), "free_velocities": int(free.shape[0]),
+                              "blur": args.blur, "reg": args.reg}), flush=True)
         if step == args.steps:
             break
         motion = torch.zeros(n, 3).index_put((dynamic,), velocity)
@@ -95,7 +110,7 @@ def main() -> None:
                       scales=radius[None, :, None].expand(1, n, 3).contiguous(),
                       opacities=torch.full((1, n), 0.95), colors=colors[None], motion=motion[None, :, None, :],
                       origin_time=times[None])
-        loss = torch.zeros(())
+        loss = args.reg * motion.pow(2).sum(dim=1).mean()
         for t in rng.choice(targets, args.targets_per_step, replace=False):
             target = torch.from_numpy(window.images[t, cam] / 255.0).float()[None]
             out = render(g, torch.from_numpy(window.cam_to_world[t, cam:cam + 1]).float()[None],
