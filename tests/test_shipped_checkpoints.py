@@ -10,7 +10,8 @@ from slarm_bench.models.registry import load_model
 
 
 @pytest.mark.parametrize("name, sha", [("storm-t", "48910ecfd2e4"), ("static-t", "a8098e36cd92"),
-                                       ("slarm-t", "9ee8d596bd6d"), ("slarm-t-o1", "a0752f32fe6b")])
+                                       ("slarm-t", "9ee8d596bd6d"), ("slarm-t-o1", "a0752f32fe6b"),
+                                       ("slarm-t-o2", "99902bb771b1")])
 def test_trained_presets_run_with_the_shipped_weights_of_their_cards(name, sha):
     path = shipped_checkpoint(name)
     assert path is not None and path.name == f"{name}.safetensors"
@@ -25,12 +26,13 @@ def test_slarm_aliases_run_with_the_shipped_slarm_t_weights(name):
     assert model.checkpoint_sha256().startswith("9ee8d596bd6d")
 
 
-def test_a_card_without_weights_gives_random_weights_said_in_provenance(tmp_path, monkeypatch):
+@pytest.mark.parametrize("name", ["static-t", "slarm-t-o2"])
+def test_a_card_without_weights_gives_random_weights_said_in_provenance(tmp_path, monkeypatch, name):
     (tmp_path / "baselines").mkdir()
-    (tmp_path / "baselines" / "static-t.yaml").write_text("checkpoint:\n  path: null\n  sha256: null\n")
+    (tmp_path / "baselines" / f"{name}.yaml").write_text("checkpoint:\n  path: null\n  sha256: null\n")
     monkeypatch.setenv(config.CARDS_ENV, str(tmp_path))
-    assert shipped_checkpoint("static-t") is None
-    model = load_model("static-t", device="cpu", backend="torch")
+    assert shipped_checkpoint(name) is None
+    model = load_model(name, device="cpu", backend="torch")
     assert model.checkpoint_sha256() is None and "random" in str(model.provenance())
 
 

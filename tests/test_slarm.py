@@ -242,8 +242,8 @@ def test_registry_entries_load():
         assert m.provenance()["checkpoint"].endswith("slarm-t.safetensors")   # the shipped weights
     o1 = load_model("slarm-t-o1", backend="torch")   # its own shipped weights
     assert o1.cfg.motion_order == 1 and o1.provenance()["checkpoint"].endswith("slarm-t-o1.safetensors")
-    o2 = load_model("slarm-t-o2", backend="torch")   # no shipped weights: random, and said so
-    assert o2.cfg.motion_order == 2 and o2.provenance()["checkpoint"].startswith("none")
+    o2 = load_model("slarm-t-o2", backend="torch")   # its own shipped weights
+    assert o2.cfg.motion_order == 2 and o2.provenance()["checkpoint"].endswith("slarm-t-o2.safetensors")
 
 
 def test_losses_and_gradients():

@@ -474,7 +474,8 @@ def make_slarm_t_o1(**options: Any) -> SlarmModel:
 
 
 def make_slarm_t_o2(**options: Any) -> SlarmModel:
-    return _make("slarm-t-o2", "causal", **options)
+    """The order-2 ablation with the weights its card ships (baselines/slarm-t-o2.yaml) unless given others."""
+    return _make("slarm-t-o2", "causal", **_shipped(options, "slarm-t-o2"))
 
 
 def _shipped(options: dict[str, Any], card: str = "slarm-t") -> dict[str, Any]:
