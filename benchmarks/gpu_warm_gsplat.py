@@ -1,6 +1,8 @@
 """Compile gsplat's CUDA kernels (its first use builds them, about 100 s on a bare machine) with one tiny
 rasterisation, so that a GPU session can do it beside data preparation instead of inside a training:
     python3 benchmarks/gpu_warm_gsplat.py
+Wait for it to finish before anything else uses gsplat: a training that started while it was still
+building broke the build on the H100 (missing object files, the lock removed) and that training failed.
 """
 
 import torch

@@ -172,13 +172,16 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="SLARM: class-balance power of the feature loss, 0 (the reference) to 1")
     p.add_argument("--motion-weight", type=float, default=None,
                    help="weight of the motion regulariser mean(m^2) (default: the reference 0.005)")
+    p.add_argument("--flow-weight", type=float, default=None,
+                   help="SLARM: supervise the rendered flow with the dataset's flow labels (L1 weight; default "
+                        "0, the reference: none)")
     p.set_defaults(func=_cmd_train)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from slarm_bench import api_models
 
-    extra = {} if args.motion_weight is None else {"motion_weight": args.motion_weight}
+    extra = {k: getattr(args, k) for k in ("motion_weight", "flow_weight") if getattr(args, k) is not None}
     result = api_models.train(args.model, dataset=args.dataset, out_dir=args.out_dir, steps=args.steps,
                               batch_size=args.batch_size, lr=args.lr, ckpt_every=args.ckpt_every,
                               max_minutes=args.max_minutes, data_root=args.root, device=args.device,

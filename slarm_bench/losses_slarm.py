@@ -8,6 +8,8 @@ total = 1.0 MSE(rgb) + 0.05 LPIPS (from `lpips_start`, when an LPIPS function is
 `feature_balance` (default 0, the reference loss) weights the feature term per pixel by n_c^-p, n_c the
 number of labelled pixels of the pixel's class in the batch, normalised to mean 1: p = 1 gives every class
 present the same total weight, p = 0.5 is in between. A training choice for rare classes, not SLARM's.
+`flow` (default 0: SLARM has no flow supervision) adds flow * L1(rendered flow - labelled flow) on pixels
+with flow labels: a probe of what the motion head can represent when motion is supervised, not SLARM's.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class SlarmLossConfig:
     motion: float = VELOCITY_WEIGHT
     feature: float = 1.0
     feature_balance: float = 0.0
+    flow: float = 0.0              # L1 of rendered vs labelled scene flow (m/s); 0 = the reference (none)
 
 
 def slarm_losses(outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], cfg: SlarmLossConfig,
@@ -53,7 +56,9 @@ def slarm_losses(outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor
     (decoded, L2-normalised), motion [B,N,K,3] (every Gaussian's coefficients).
     batch: rgb [B,V,H,W,3] in [0,1], depth [B,V,H,W] (0 = no return), optional sky [B,V,H,W] bool,
     optional teacher [B,V,H,W,512] with teacher_valid [B,V,H,W] bool, or instead teacher_labels [B,V,H,W]
-    int64 (255 = unlabelled) with teacher_table [C,512] (target of a pixel = the row of its label).
+    int64 (255 = unlabelled) with teacher_table [C,512] (target of a pixel = the row of its label);
+    optional flow [B,V,H,W,3] (m/s) with flow_valid [B,V,H,W] bool, used when cfg.flow > 0 and outputs
+    hold the rendered flow.
     lpips_fn(pred, gt) takes [N,3,H,W] in [-1,1] and returns [N] or a scalar (the `lpips` package's call).
     Terms whose inputs are absent are left out of the dict (and the total).
     """
@@ -77,6 +82,10 @@ def slarm_losses(outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor
     if batch.get("sky") is not None:
         terms["sky"] = cfg.sky * (outputs["alpha"] - (~batch["sky"]).to(outputs["alpha"].dtype)).abs().mean()
     terms["motion"] = cfg.motion * outputs["motion"].pow(2).mean()
+    if cfg.flow and outputs.get("flow") is not None and batch.get("flow") is not None:
+        valid = batch["flow_valid"]
+        if valid.any():
+            terms["flow"] = cfg.flow * (outputs["flow"] - batch["flow"]).abs().sum(-1)[valid].mean()
     labels = batch.get("teacher_labels")
     if labels is not None and outputs.get("features") is not None:
         # Teacher by class: row `label` of teacher_table; the same loss as a dense teacher tensor without

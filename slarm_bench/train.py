@@ -55,7 +55,7 @@ from slarm_bench.train_family import (
     model_family,
 )
 
-LOSS_TERMS = ("loss", "rgb", "lpips", "depth", "sky", "velocity", "motion", "feature", "psnr")
+LOSS_TERMS = ("loss", "rgb", "lpips", "depth", "sky", "velocity", "motion", "feature", "flow", "psnr")
 LOG_FIELDS = ("step", *LOSS_TERMS, "lr", "grad_norm", "steps_per_s", "samples_per_s", "data_wait",
               "elapsed_s")
 _NO_DECAY = ("pos_embed", "sky_token", "affine_token", "motion_tokens", "camera_token", "register_tokens",
@@ -181,7 +181,7 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
           max_scenes: int | None = None, compile: bool = False, quiet: bool = False,
           stop_after: int | None = None, init_from: str | os.PathLike | None = None,
           train_only: str = "all", feature_balance: float = 0.0,
-          motion_weight: float = VELOCITY_WEIGHT) -> dict[str, Any]:
+          motion_weight: float = VELOCITY_WEIGHT, flow_weight: float = 0.0) -> dict[str, Any]:
     """Train a STORM or SLARM preset (or `config`, a StormConfig / SlarmConfig overriding its architecture).
 
     Runs DDP when launched by torchrun (WORLD_SIZE > 1): env:// rendezvous, NCCL on CUDA, gloo on the CPU;
@@ -193,6 +193,8 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
     output of the exported model is that of init_from. feature_balance: see `SlarmLossConfig`.
     motion_weight: weight of the motion regulariser mean(m^2) (STORM's velocity, SLARM's every motion
     coefficient); the reference 0.005 by default. Recorded in the export's train.json.
+    flow_weight (SLARM only; 0 = the reference): supervise the rendered scene flow of the targets with the
+    dataset's flow labels (L1, m/s), a probe of the motion head, not SLARM's self-supervised recipe.
     Returns {"step", "final_loss", "final_psnr", "export", "sha256",
     "param_digest", "out_dir"} on every rank (export/sha256 None off rank 0).
     """
@@ -205,8 +207,11 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
     dev = torch.device(device)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
-    if not (math.isfinite(motion_weight) and motion_weight >= 0):
-        raise TrainError(f"motion_weight must be a finite number >= 0, got {motion_weight}")
+    for name, value in (("motion_weight", motion_weight), ("flow_weight", flow_weight)):
+        if not (math.isfinite(value) and value >= 0):
+            raise TrainError(f"{name} must be a finite number >= 0, got {value}")
+    if flow_weight and model_family(model) != "slarm":
+        raise TrainError(f"flow_weight applies to the SLARM presets only, not {model}")
     if distributed:
         import torch.distributed as dist
 
@@ -263,8 +268,8 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
     n_trainable = freeze_except(net, model_family(model), train_only)
     net.to(dev)
 
-    extra = {"feature_targets": feature_targets, "feature_balance": feature_balance} \
-        if fam.dataset is SemanticWindowDataset else {}
+    extra = {"feature_targets": feature_targets, "feature_balance": feature_balance,
+             "flow_weight": flow_weight} if fam.dataset is SemanticWindowDataset else {}
     if feature_balance and fam.dataset is not SemanticWindowDataset:
         raise TrainError(f"feature_balance applies to the SLARM presets only, not {model}")
     step_module = fam.step(net, render_backend, lpips_weight, use_bf16, motion_weight=motion_weight,
@@ -287,7 +292,7 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
         scheduler.load_state_dict(optim_state["scheduler"])
 
     data = fam.dataset(dataset, split, data_root, cfg.image_size, num_targets, generate_on_the_fly,
-                       max_scenes)
+                       max_scenes, with_flow=flow_weight > 0)
     sampler = StepBatchSampler(len(data), batch_size, seed, rank, world, start_step)
     loader = torch.utils.data.DataLoader(
         data, batch_sampler=sampler, num_workers=num_workers, pin_memory=dev.type == "cuda",
@@ -466,6 +471,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="SLARM: class-balance power p of the feature loss (0 = the reference loss)")
     p.add_argument("--motion-weight", type=float, default=VELOCITY_WEIGHT,
                    help=f"weight of the motion regulariser mean(m^2) (reference {VELOCITY_WEIGHT})")
+    p.add_argument("--flow-weight", type=float, default=0.0,
+                   help="SLARM: supervise the rendered flow with the dataset's flow labels, L1 weight (0 = the "
+                        "reference: no flow supervision)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override one field of the preset's configuration (VALUE is JSON), e.g. speed_shift=4.6")
     a = p.parse_args(argv)
@@ -486,7 +494,8 @@ def main(argv: list[str] | None = None) -> None:
           data_root=a.data_root, generate_on_the_fly=a.generate_on_the_fly, max_minutes=a.max_minutes,
           backend=a.backend, compile=a.compile, max_scenes=a.max_scenes, num_targets=a.num_targets,
           feature_targets=a.feature_targets or None, init_from=a.init_from, train_only=a.train_only,
-          feature_balance=a.feature_balance, motion_weight=a.motion_weight, config=config)
+          feature_balance=a.feature_balance, motion_weight=a.motion_weight, flow_weight=a.flow_weight,
+          config=config)
 
 
 if __name__ == "__main__":

@@ -37,12 +37,17 @@ class WindowDataset(Dataset):
     ctx_images uint8 [T,V,H,W,3], ctx_c2w [T,V,4,4], ctx_k [T,V,3,3], ctx_time [T] (s since window start);
     tgt_images uint8 [S,V,H,W,3], tgt_c2w, tgt_k, tgt_time [S], tgt_depth [S,V,H,W] (0 = no lidar),
     tgt_sky [S,V,H,W] bool (all False where the dataset has no sky mask; `has_sky` says which).
+    with_flow=True adds tgt_flow float32 [S,V,H,W,3] (world-frame m/s of the surface at each pixel, 0 where
+    invalid), tgt_flow_valid [S,V,H,W] bool (the clip's flow validity: depth > 0, or depth_dense > 0 where
+    meta["flow_dense"]) and fps (the frame rate, for the rendered backward-difference flow).
     """
 
     def __init__(self, dataset: str = "synthetic", split: str = "train", data_root: Any = None,
                  image_size: tuple[int, int] | None = None, num_targets: int = 4,
-                 generate_on_the_fly: bool = False, max_scenes: int | None = None) -> None:
+                 generate_on_the_fly: bool = False, max_scenes: int | None = None,
+                 with_flow: bool = False) -> None:
         self.dataset, self.split, self.data_root = dataset, split, data_root
+        self.with_flow = bool(with_flow)
         self.num_targets = int(num_targets)
         self.on_the_fly = generate_on_the_fly
         self.image_size = tuple(image_size) if image_size else None
@@ -73,6 +78,9 @@ class WindowDataset(Dataset):
         if not self.windows:
             raise TrainDataError(f"the {dataset}/{split} scenes at {store.root} are shorter than {WINDOW} "
                                  f"frames; prepare them with at least {WINDOW} frames")
+        if with_flow and "flow" not in store.info(dataset, split, scenes[0])["fields"]:
+            raise TrainDataError(f"the prepared {dataset}/{split} scenes have no scene flow; flow supervision "
+                                 f"needs a dataset with flow labels (synthetic, Waymo's scene-flow release)")
         if self.image_size is not None:
             first = store.read_window(dataset, split, scenes[0], [0], fields=[])
             if first.image_size != self.image_size:
@@ -83,6 +91,15 @@ class WindowDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.windows)
+
+    def _fields(self, scene: str) -> list[str]:
+        """The per-pixel fields a sample reads from the store (besides images)."""
+        fields = ["depth", "sky"]
+        if self.with_flow:
+            info = self._store.info(self.dataset, self.split, scene)
+            dense = info["meta"].get("flow_dense") and "depth_dense" in info["fields"]
+            fields += ["flow", *(["depth_dense"] if dense else [])]
+        return fields
 
     def _window(self, index: int):
         scene, start = self.windows[index]
@@ -99,7 +116,7 @@ class WindowDataset(Dataset):
             from slarm_bench.store import Store
 
             self._store = Store(self.data_root)
-        return self._store.read_window(self.dataset, self.split, scene, frames, fields=["depth", "sky"])
+        return self._store.read_window(self.dataset, self.split, scene, frames, fields=self._fields(scene))
 
     def __getitem__(self, item: tuple[int, int]) -> dict[str, np.ndarray]:
         index, sample_seed = item
@@ -110,7 +127,8 @@ class WindowDataset(Dataset):
         t, v, h, w = clip.images.shape[:4]
         depth = clip.depth if clip.depth is not None else np.zeros((t, v, h, w), np.float32)
         sky = clip.sky if clip.sky is not None else np.zeros((t, v, h, w), bool)
-        return {
+        extra = self._flow_targets(clip, tgt) if self.with_flow else {}
+        return {**extra,
             "ctx_images": clip.images[ctx], "ctx_c2w": clip.cam_to_world[ctx].astype(np.float32),
             "ctx_k": clip.intrinsics[ctx].astype(np.float32), "ctx_time": clip.time[ctx].astype(np.float32),
             "tgt_images": clip.images[tgt], "tgt_c2w": clip.cam_to_world[tgt].astype(np.float32),
@@ -118,6 +136,19 @@ class WindowDataset(Dataset):
             "tgt_depth": depth[tgt].astype(np.float32), "tgt_sky": sky[tgt],
             "has_sky": np.asarray(clip.sky is not None),
         }
+
+
+    @staticmethod
+    def _flow_targets(clip, targets: list[int]) -> dict[str, np.ndarray]:
+        if clip.flow is None:
+            raise TrainDataError(f"{clip.meta.get('scene')} has no scene flow; flow supervision needs flow "
+                                 f"labels")
+        dense = clip.meta.get("flow_dense") and clip.depth_dense is not None
+        depth = (clip.depth_dense if dense else clip.depth)[targets]
+        flow = clip.flow[targets].astype(np.float32)
+        valid = (depth > 0) & np.isfinite(flow).all(-1)
+        return {"tgt_flow": np.where(valid[..., None], flow, 0.0).astype(np.float32), "tgt_flow_valid": valid,
+                "fps": np.float32(clip.meta["fps"])}
 
 
 class StepBatchSampler(Sampler):

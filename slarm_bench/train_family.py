@@ -72,7 +72,7 @@ class SlarmTrainStep(nn.Module):
 
     def __init__(self, net: SlarmNet, backend: str, lpips_weight: float, bf16: bool = False,
                  feature_targets: int | None = None, feature_balance: float = 0.0,
-                 motion_weight: float = VELOCITY_WEIGHT) -> None:
+                 motion_weight: float = VELOCITY_WEIGHT, flow_weight: float = 0.0) -> None:
         super().__init__()
         from slarm_bench.text import default_encoder
 
@@ -83,7 +83,7 @@ class SlarmTrainStep(nn.Module):
         self.feature_targets = feature_targets
         # lpips_start=0: the loop decides when LPIPS starts (it passes lpips_fn from then on).
         self.loss_cfg = SlarmLossConfig(lpips=lpips_weight, lpips_start=0, feature_balance=feature_balance,
-                                        motion=motion_weight)
+                                        motion=motion_weight, flow=flow_weight)
         encoder = default_encoder()
         with torch.no_grad():
             table = encoder.encode(list(SLARM_CLASSES)).float()
@@ -97,7 +97,8 @@ class SlarmTrainStep(nn.Module):
     def summary(self) -> dict[str, Any]:
         return {"teacher": f"synthetic teacher: text embedding of the ground-truth class ({self.teacher})",
                 "feature_targets": self.feature_targets or "all",
-                "feature_balance": self.loss_cfg.feature_balance, "motion_weight": self.loss_cfg.motion}
+                "feature_balance": self.loss_cfg.feature_balance, "motion_weight": self.loss_cfg.motion,
+                "flow_weight": self.loss_cfg.flow}
 
     def forward(self, batch: dict[str, torch.Tensor], use_lpips: bool) -> dict[str, torch.Tensor]:
         net = self.net
@@ -111,18 +112,25 @@ class SlarmTrainStep(nn.Module):
         # for the first `feature_targets` target timesteps only: most of a step's time and memory otherwise.
         # The targets are drawn at random per sample, so this is an unbiased subsample of the feature loss.
         with_features = min(num_targets, self.feature_targets or num_targets)
+        # Flow is rendered only when it is supervised (an off-reference option: SLARM has no flow loss).
+        flow = self.loss_cfg.flow > 0
+        fps = float(batch["fps"][0]) if flow else None
         views = [slarm_render_targets(net, out, seconds, batch["tgt_c2w"][:, j], batch["tgt_k"][:, j],
-                                      batch["tgt_time"][:, j], backend=self.backend, flow=False,
+                                      batch["tgt_time"][:, j], fps, backend=self.backend, flow=flow,
                                       features=j < with_features)
                  for j in range(num_targets)]
         # Targets stacked as extra views: [B,S,V,...] -> [B,S*V,...].
         pred = {k: torch.stack([v[k] for v in views], dim=1).flatten(1, 2) for k in ("rgb", "depth", "alpha")}
         pred["features"] = torch.stack([v["features"] for v in views[:with_features]], dim=1).flatten(1, 2)
         pred["motion"] = views[0]["motion"]
+        if flow:
+            pred["flow"] = torch.stack([v["flow"] for v in views], dim=1).flatten(1, 2)
         gt = {"rgb": batch["tgt_images"].float().flatten(1, 2) / 255.0,
               "depth": batch["tgt_depth"].flatten(1, 2),
               "teacher_labels": batch["tgt_semantic"][:, :with_features].long().flatten(1, 2),
               "teacher_table": self.class_table}
+        if flow:
+            gt["flow"], gt["flow_valid"] = batch["tgt_flow"].flatten(1, 2), batch["tgt_flow_valid"].flatten(1, 2)
         # The sky term needs a mask on every sample (one dataset per run: all or none have one).
         if bool(batch["has_sky"].all()):
             gt["sky"] = batch["tgt_sky"].flatten(1, 2)
@@ -149,7 +157,7 @@ class SemanticWindowDataset(WindowDataset):
             scene, start = self.windows[index]
             frames = list(range(start, start + WINDOW))
             clip = self._store.read_window(self.dataset, self.split, scene, frames,
-                                           fields=["depth", "sky", "semantic"])
+                                           fields=[*self._fields(scene), "semantic"])
         if clip.semantic is None:
             raise TrainDataError(f"{self.dataset}/{self.split} scene {clip.meta.get('scene')} has no "
                                  f"semantic labels; SLARM trains its language features from them: use a "

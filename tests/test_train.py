@@ -296,3 +296,47 @@ def test_motion_weight_scales_the_motion_regulariser_only(store_root, tmp_path, 
         train(**{**options(store_root, tmp_path / "bad", 1, device="cpu"), "model": model, "config": cfg,
                  "motion_weight": -1.0})
     assert not (tmp_path / "bad").exists()
+
+
+def test_flow_supervision_adds_an_l1_flow_term_on_labelled_pixels(store_root, tmp_path):
+    """flow_weight > 0 (SLARM): samples carry the target flow labels, the rendered flow is compared with
+    them (L1 on valid pixels, scaled by the weight, nothing else changes), the export records the weight;
+    STORM presets refuse it and a store without flow says so."""
+    import json
+
+    from slarm_bench.models.slarm_net import SlarmNet, slarm_config
+    from slarm_bench.train_family import SemanticWindowDataset, SlarmTrainStep
+
+    torch.manual_seed(0)
+    cfg = slarm_config("slarm-t-o1", **SLARM_CFG, image_size=(H, W), decoder_hidden=(16, 32))
+    net = SlarmNet(cfg).eval()
+    data = SemanticWindowDataset("synthetic", "train", store_root, (H, W), 2, False, None, with_flow=True)
+    sample = data[(0, 5)]
+    assert sample["tgt_flow"].shape == (2, 3, H, W, 3) and sample["tgt_flow_valid"].any()
+    assert not sample["tgt_flow"][~sample["tgt_flow_valid"]].any() and float(sample["fps"]) == 10.0
+    batch = {k: torch.as_tensor(v)[None] for k, v in sample.items()}
+    with torch.no_grad():
+        plain = SlarmTrainStep(net, "torch", 0.0)(batch, False)
+        one = SlarmTrainStep(net, "torch", 0.0, flow_weight=1.0)(batch, False)
+        two = SlarmTrainStep(net, "torch", 0.0, flow_weight=2.0)(batch, False)
+    assert "flow" not in plain and float(one["flow"]) > 0
+    assert torch.allclose(two["flow"], 2 * one["flow"], rtol=1e-5)
+    for term in set(plain) - {"loss"}:
+        assert torch.equal(plain[term], one[term]), term
+    # the loss term itself: weight x mean over labelled pixels of the L1 error (m/s)
+    from slarm_bench.losses_slarm import SlarmLossConfig, slarm_losses
+
+    pred = {"rgb": torch.zeros(1, 1, 2, 2, 3), "depth": torch.ones(1, 1, 2, 2), "alpha": torch.ones(1, 1, 2, 2),
+            "motion": torch.zeros(1, 4, 1, 3), "flow": torch.zeros(1, 1, 2, 2, 3)}
+    gt_flow = torch.tensor([[1.0, -2.0, 0.0], [3.0, 0.0, 0.0], [9.0, 9.0, 9.0], [0.0, 0.0, 0.0]])
+    gt = {"rgb": torch.zeros(1, 1, 2, 2, 3), "flow": gt_flow.reshape(1, 1, 2, 2, 3),
+          "flow_valid": torch.tensor([True, True, False, True]).reshape(1, 1, 2, 2)}
+    assert slarm_losses(pred, gt, SlarmLossConfig(flow=0.5))["flow"].item() == pytest.approx(0.5 * (3 + 3 + 0) / 3)
+    assert "flow" not in slarm_losses(pred, gt, SlarmLossConfig())
+    out = tmp_path / "fs"
+    train(**{**options(store_root, out, 1, device="cpu"), "model": "slarm-t-o1", "config": cfg,
+             "flow_weight": 0.5})
+    assert json.loads((out / "slarm-t-o1.train.json").read_text())["flow_weight"] == 0.5
+    with pytest.raises(SlarmBenchError, match="SLARM presets only"):
+        train(**{**options(store_root, tmp_path / "storm", 1, device="cpu"), "flow_weight": 0.5})
+    assert not (tmp_path / "storm").exists()
