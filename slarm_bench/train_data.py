@@ -137,7 +137,6 @@ class WindowDataset(Dataset):
             "has_sky": np.asarray(clip.sky is not None),
         }
 
-
     @staticmethod
     def _flow_targets(clip, targets: list[int]) -> dict[str, np.ndarray]:
         if clip.flow is None:
