@@ -10,6 +10,9 @@ number of labelled pixels of the pixel's class in the batch, normalised to mean 
 present the same total weight, p = 0.5 is in between. A training choice for rare classes, not SLARM's.
 `flow` (default 0: SLARM has no flow supervision) adds flow * L1(rendered flow - labelled flow) on pixels
 with flow labels: a probe of what the motion head can represent when motion is supervised, not SLARM's.
+`label` (default 0: distillation only) adds label * cross-entropy of the query rule's class logits
+(decoded feature . class text embedding / the query temperature) against the ground-truth class: the
+fine-tune on labelled frames that the paper mentions, not the zero-shot distillation.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from slarm_bench.clip import UNLABELLED
 from slarm_bench.errors import SlarmBenchError
 from slarm_bench.geometry import camera_rays_torch
 from slarm_bench.losses import DEPTH_WEIGHT, SKY_WEIGHT, VELOCITY_WEIGHT
+from slarm_bench.metrics.semantic import QUERY_TEMPERATURE
 from slarm_bench.models.layers import pixel_centre_grid
 from slarm_bench.models.slarm_net import SlarmFrames, SlarmNet
 from slarm_bench.render import Gaussians, render
@@ -45,6 +49,7 @@ class SlarmLossConfig:
     feature: float = 1.0
     feature_balance: float = 0.0
     flow: float = 0.0              # L1 of rendered vs labelled scene flow (m/s); 0 = the reference (none)
+    label: float = 0.0             # cross-entropy of the query's class logits; 0 = the reference (none)
 
 
 def slarm_losses(outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], cfg: SlarmLossConfig,
@@ -99,6 +104,10 @@ def slarm_losses(outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor
                 terms["feature"] = cfg.feature * (err * weight).mean()
             else:
                 terms["feature"] = cfg.feature * err.mean()
+            if cfg.label:
+                # The logits the open-vocabulary query takes its softmax of (metrics.semantic).
+                logits = outputs["features"][valid].float() @ batch["teacher_table"].float().T
+                terms["label"] = cfg.label * F.cross_entropy(logits / QUERY_TEMPERATURE, picked)
     elif batch.get("teacher") is not None and outputs.get("features") is not None:
         valid = batch.get("teacher_valid")
         diff = (outputs["features"] - batch["teacher"]).pow(2).mean(-1)

@@ -181,7 +181,8 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
           max_scenes: int | None = None, compile: bool = False, quiet: bool = False,
           stop_after: int | None = None, init_from: str | os.PathLike | None = None,
           train_only: str = "all", feature_balance: float = 0.0,
-          motion_weight: float = VELOCITY_WEIGHT, flow_weight: float = 0.0) -> dict[str, Any]:
+          motion_weight: float = VELOCITY_WEIGHT, flow_weight: float = 0.0,
+          label_weight: float = 0.0) -> dict[str, Any]:
     """Train a STORM or SLARM preset (or `config`, a StormConfig / SlarmConfig overriding its architecture).
 
     Runs DDP when launched by torchrun (WORLD_SIZE > 1): env:// rendezvous, NCCL on CUDA, gloo on the CPU;
@@ -195,6 +196,8 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
     coefficient); the reference 0.005 by default. Recorded in the export's train.json.
     flow_weight (SLARM only; 0 = the reference): supervise the rendered scene flow of the targets with the
     dataset's flow labels (L1, m/s), a probe of the motion head, not SLARM's self-supervised recipe.
+    label_weight (SLARM only; 0 = the reference): add the cross-entropy of the query's class logits against
+    the labels (`SlarmLossConfig.label`), the paper's fine-tune on labelled frames.
     Returns {"step", "final_loss", "final_psnr", "export", "sha256",
     "param_digest", "out_dir"} on every rank (export/sha256 None off rank 0).
     """
@@ -207,11 +210,12 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
     dev = torch.device(device)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
-    for name, value in (("motion_weight", motion_weight), ("flow_weight", flow_weight)):
+    for name, value in (("motion_weight", motion_weight), ("flow_weight", flow_weight),
+                        ("label_weight", label_weight)):
         if not (math.isfinite(value) and value >= 0):
             raise TrainError(f"{name} must be a finite number >= 0, got {value}")
-    if flow_weight and model_family(model) != "slarm":
-        raise TrainError(f"flow_weight applies to the SLARM presets only, not {model}")
+        if name != "motion_weight" and value and model_family(model) != "slarm":
+            raise TrainError(f"{name} applies to the SLARM presets only, not {model}")
     if distributed:
         import torch.distributed as dist
 
@@ -268,8 +272,8 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
     n_trainable = freeze_except(net, model_family(model), train_only)
     net.to(dev)
 
-    extra = {"feature_targets": feature_targets, "feature_balance": feature_balance,
-             "flow_weight": flow_weight} if fam.dataset is SemanticWindowDataset else {}
+    extra = {"feature_targets": feature_targets, "feature_balance": feature_balance, "flow_weight": flow_weight,
+             "label_weight": label_weight} if fam.dataset is SemanticWindowDataset else {}
     if feature_balance and fam.dataset is not SemanticWindowDataset:
         raise TrainError(f"feature_balance applies to the SLARM presets only, not {model}")
     step_module = fam.step(net, render_backend, lpips_weight, use_bf16, motion_weight=motion_weight,
@@ -474,6 +478,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--flow-weight", type=float, default=0.0,
                    help="SLARM: supervise the rendered flow with the dataset's flow labels, L1 weight (0 = the "
                         "reference: no flow supervision)")
+    p.add_argument("--label-weight", type=float, default=0.0,
+                   help="SLARM: cross-entropy of the query's class logits against the labels, weight (0 = "
+                        "the reference: distillation only; the paper's labelled fine-tune)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override one field of the preset's configuration (VALUE is JSON), e.g. speed_shift=4.6")
     a = p.parse_args(argv)
@@ -495,7 +502,7 @@ def main(argv: list[str] | None = None) -> None:
           backend=a.backend, compile=a.compile, max_scenes=a.max_scenes, num_targets=a.num_targets,
           feature_targets=a.feature_targets or None, init_from=a.init_from, train_only=a.train_only,
           feature_balance=a.feature_balance, motion_weight=a.motion_weight, flow_weight=a.flow_weight,
-          config=config)
+          label_weight=a.label_weight, config=config)
 
 
 if __name__ == "__main__":

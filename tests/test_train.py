@@ -340,3 +340,49 @@ def test_flow_supervision_adds_an_l1_flow_term_on_labelled_pixels(store_root, tm
     with pytest.raises(SlarmBenchError, match="SLARM presets only"):
         train(**{**options(store_root, tmp_path / "storm", 1, device="cpu"), "flow_weight": 0.5})
     assert not (tmp_path / "storm").exists()
+
+
+def test_label_fine_tune_adds_the_query_cross_entropy_only(store_root, tmp_path):
+    """label_weight > 0 (SLARM): the loss gains weight x cross-entropy of the query rule's logits (feature .
+    class text / QUERY_TEMPERATURE) on labelled pixels, nothing else changes, the export records the weight;
+    STORM presets refuse it before anything is written."""
+    import json
+
+    from slarm_bench.losses_slarm import SlarmLossConfig, slarm_losses
+    from slarm_bench.metrics.semantic import QUERY_TEMPERATURE
+    from slarm_bench.models.slarm_net import SlarmNet, slarm_config
+    from slarm_bench.train_family import SemanticWindowDataset, SlarmTrainStep
+
+    # the term itself on a hand-made case: two labelled pixels, one unlabelled, two classes
+    table = torch.tensor([[1.0, 0.0], [0.6, 0.8]])
+    feats = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]]).reshape(1, 1, 1, 3, 2)
+    labels = torch.tensor([0, 255, 1]).reshape(1, 1, 1, 3)
+    pred = {"rgb": torch.zeros(1, 1, 1, 3, 3), "depth": torch.ones(1, 1, 1, 3), "alpha": torch.ones(1, 1, 1, 3),
+            "motion": torch.zeros(1, 4, 1, 3), "features": feats}
+    gt = {"rgb": torch.zeros(1, 1, 1, 3, 3), "teacher_labels": labels, "teacher_table": table}
+    logits = torch.tensor([[1.0, 0.6], [0.6, 1.0]]) / QUERY_TEMPERATURE
+    expected = -torch.log_softmax(logits, -1).diagonal().mean()
+    terms = slarm_losses(pred, gt, SlarmLossConfig(label=0.5))
+    assert terms["label"].item() == pytest.approx(0.5 * expected.item(), rel=1e-5)
+    assert "label" not in slarm_losses(pred, gt, SlarmLossConfig())
+    # in the train step: only the new term differs, and it scales with the weight
+    torch.manual_seed(0)
+    cfg = slarm_config("slarm-t-o1", **SLARM_CFG, image_size=(H, W), decoder_hidden=(16, 32))
+    net = SlarmNet(cfg).eval()
+    data = SemanticWindowDataset("synthetic", "train", store_root, (H, W), 2, False, None)
+    batch = {k: torch.as_tensor(v)[None] for k, v in data[(0, 5)].items()}
+    with torch.no_grad():
+        plain = SlarmTrainStep(net, "torch", 0.0)(batch, False)
+        one = SlarmTrainStep(net, "torch", 0.0, label_weight=1.0)(batch, False)
+        two = SlarmTrainStep(net, "torch", 0.0, label_weight=2.0)(batch, False)
+    assert "label" not in plain and float(one["label"]) > 0
+    assert torch.allclose(two["label"], 2 * one["label"], rtol=1e-5)
+    for term in set(plain) - {"loss"}:
+        assert torch.equal(plain[term], one[term]), term
+    out = tmp_path / "lab"
+    train(**{**options(store_root, out, 1, device="cpu"), "model": "slarm-t-o1", "config": cfg,
+             "label_weight": 0.5})
+    assert json.loads((out / "slarm-t-o1.train.json").read_text())["label_weight"] == 0.5
+    with pytest.raises(SlarmBenchError, match="SLARM presets only"):
+        train(**{**options(store_root, tmp_path / "storm", 1, device="cpu"), "label_weight": 0.5})
+    assert not (tmp_path / "storm").exists()

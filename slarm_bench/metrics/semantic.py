@@ -12,10 +12,13 @@ import torch
 from slarm_bench.metrics.base import Metric, MetricInputError, Sample, ValueSpec, batched, nan_where
 
 IGNORE_INDEX = 255
+# The open-vocabulary query rule of REFERENCE.md section 2 (softmax temperature, per-class floor).
+QUERY_TEMPERATURE = 0.07
+QUERY_MIN_PROB = 0.2
 
 
 def predict_semantic(features: torch.Tensor, text_embeddings: torch.Tensor, others_index: int = 0,
-                     temperature: float = 0.07, min_prob: float = 0.2,
+                     temperature: float = QUERY_TEMPERATURE, min_prob: float = QUERY_MIN_PROB,
                      normalize: bool = False) -> torch.Tensor:
     """Class index per pixel [...] from features [...,D] and text embeddings [C,D].
 
