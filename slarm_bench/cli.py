@@ -175,6 +175,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--flow-weight", type=float, default=None,
                    help="SLARM: supervise the rendered flow with the dataset's flow labels (L1 weight; default "
                         "0, the reference: none)")
+    p.add_argument("--context-flow-weight", type=float, default=None,
+                   help="SLARM: supervise each context Gaussian's velocity with its pixel's flow label (L1 "
+                        "weight; default 0, the reference: none)")
     p.add_argument("--label-weight", type=float, default=None,
                    help="SLARM: fine-tune on labelled frames, cross-entropy of the query's class logits "
                         "(weight; default 0, the reference: distillation only)")
@@ -184,7 +187,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def _cmd_train(args: argparse.Namespace) -> int:
     from slarm_bench import api_models
 
-    extra = {k: getattr(args, k) for k in ("motion_weight", "flow_weight", "label_weight")
+    extra = {k: getattr(args, k) for k in ("motion_weight", "flow_weight", "label_weight",
+                                                  "context_flow_weight")
              if getattr(args, k) is not None}
     result = api_models.train(args.model, dataset=args.dataset, out_dir=args.out_dir, steps=args.steps,
                               batch_size=args.batch_size, lr=args.lr, ckpt_every=args.ckpt_every,

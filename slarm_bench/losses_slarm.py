@@ -10,6 +10,8 @@ number of labelled pixels of the pixel's class in the batch, normalised to mean 
 present the same total weight, p = 0.5 is in between. A training choice for rare classes, not SLARM's.
 `flow` (default 0: SLARM has no flow supervision) adds flow * L1(rendered flow - labelled flow) on pixels
 with flow labels: a probe of what the motion head can represent when motion is supervised, not SLARM's.
+`context_flow` (default 0: none) adds context_flow * L1(velocity of each context pixel's Gaussian - that
+pixel's labelled flow): motion supervised where each Gaussian is, not where the render puts it; another probe.
 `label` (default 0: distillation only) adds label * cross-entropy of the query rule's class logits
 (decoded feature . class text embedding / the query temperature) against the ground-truth class: the
 fine-tune on labelled frames that the paper mentions, not the zero-shot distillation.
@@ -49,6 +51,7 @@ class SlarmLossConfig:
     feature: float = 1.0
     feature_balance: float = 0.0
     flow: float = 0.0              # L1 of rendered vs labelled scene flow (m/s); 0 = the reference (none)
+    context_flow: float = 0.0      # L1 of context Gaussians' velocity vs their pixels' flow; 0 = none
     label: float = 0.0             # cross-entropy of the query's class logits; 0 = the reference (none)
 
 
@@ -63,7 +66,9 @@ def slarm_losses(outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor
     optional teacher [B,V,H,W,512] with teacher_valid [B,V,H,W] bool, or instead teacher_labels [B,V,H,W]
     int64 (255 = unlabelled) with teacher_table [C,512] (target of a pixel = the row of its label);
     optional flow [B,V,H,W,3] (m/s) with flow_valid [B,V,H,W] bool, used when cfg.flow > 0 and outputs
-    hold the rendered flow.
+    hold the rendered flow; optional context_flow [B,T,V,H,W,3] with context_flow_valid [B,T,V,H,W], used
+    when cfg.context_flow > 0 and outputs hold context_velocity [B,T,V,H,W,3] (each context pixel's
+    Gaussian's first motion coefficient).
     lpips_fn(pred, gt) takes [N,3,H,W] in [-1,1] and returns [N] or a scalar (the `lpips` package's call).
     Terms whose inputs are absent are left out of the dict (and the total).
     """
@@ -91,6 +96,11 @@ def slarm_losses(outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor
         valid = batch["flow_valid"]
         if valid.any():
             terms["flow"] = cfg.flow * (outputs["flow"] - batch["flow"]).abs().sum(-1)[valid].mean()
+    if cfg.context_flow and outputs.get("context_velocity") is not None and batch.get("context_flow") is not None:
+        valid = batch["context_flow_valid"]
+        if valid.any():
+            err = (outputs["context_velocity"].float() - batch["context_flow"]).abs().sum(-1)
+            terms["context_flow"] = cfg.context_flow * err[valid].mean()
     labels = batch.get("teacher_labels")
     if labels is not None and outputs.get("features") is not None:
         # Teacher by class: row `label` of teacher_table; the same loss as a dense teacher tensor without

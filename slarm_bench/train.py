@@ -55,7 +55,8 @@ from slarm_bench.train_family import (
     model_family,
 )
 
-LOSS_TERMS = ("loss", "rgb", "lpips", "depth", "sky", "velocity", "motion", "feature", "flow", "label", "psnr")
+LOSS_TERMS = ("loss", "rgb", "lpips", "depth", "sky", "velocity", "motion", "feature", "flow", "context_flow", "label",
+              "psnr")
 LOG_FIELDS = ("step", *LOSS_TERMS, "lr", "grad_norm", "steps_per_s", "samples_per_s", "data_wait",
               "elapsed_s")
 _NO_DECAY = ("pos_embed", "sky_token", "affine_token", "motion_tokens", "camera_token", "register_tokens",
@@ -182,7 +183,7 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
           stop_after: int | None = None, init_from: str | os.PathLike | None = None,
           train_only: str = "all", feature_balance: float = 0.0,
           motion_weight: float = VELOCITY_WEIGHT, flow_weight: float = 0.0,
-          label_weight: float = 0.0) -> dict[str, Any]:
+          label_weight: float = 0.0, context_flow_weight: float = 0.0) -> dict[str, Any]:
     """Train a STORM or SLARM preset (or `config`, a StormConfig / SlarmConfig overriding its architecture).
 
     Runs DDP when launched by torchrun (WORLD_SIZE > 1): env:// rendezvous, NCCL on CUDA, gloo on the CPU;
@@ -196,6 +197,8 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
     coefficient); the reference 0.005 by default. Recorded in the export's train.json.
     flow_weight (SLARM only; 0 = the reference): supervise the rendered scene flow of the targets with the
     dataset's flow labels (L1, m/s), a probe of the motion head, not SLARM's self-supervised recipe.
+    context_flow_weight (SLARM only; 0 = the reference): L1 of each context Gaussian's velocity against its
+    pixel's flow label (`SlarmLossConfig.context_flow`), another probe of the motion head.
     label_weight (SLARM only; 0 = the reference): add the cross-entropy of the query's class logits against
     the labels (`SlarmLossConfig.label`), the paper's fine-tune on labelled frames.
     Returns {"step", "final_loss", "final_psnr", "export", "sha256",
@@ -211,7 +214,7 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     for name, value in (("motion_weight", motion_weight), ("flow_weight", flow_weight),
-                        ("label_weight", label_weight)):
+                        ("label_weight", label_weight), ("context_flow_weight", context_flow_weight)):
         if not (math.isfinite(value) and value >= 0):
             raise TrainError(f"{name} must be a finite number >= 0, got {value}")
         if name != "motion_weight" and value and model_family(model) != "slarm":
@@ -273,7 +276,8 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
     net.to(dev)
 
     extra = {"feature_targets": feature_targets, "feature_balance": feature_balance, "flow_weight": flow_weight,
-             "label_weight": label_weight} if fam.dataset is SemanticWindowDataset else {}
+             "label_weight": label_weight, "context_flow_weight": context_flow_weight
+             } if fam.dataset is SemanticWindowDataset else {}
     if feature_balance and fam.dataset is not SemanticWindowDataset:
         raise TrainError(f"feature_balance applies to the SLARM presets only, not {model}")
     step_module = fam.step(net, render_backend, lpips_weight, use_bf16, motion_weight=motion_weight,
@@ -296,7 +300,7 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
         scheduler.load_state_dict(optim_state["scheduler"])
 
     data = fam.dataset(dataset, split, data_root, cfg.image_size, num_targets, generate_on_the_fly,
-                       max_scenes, with_flow=flow_weight > 0)
+                       max_scenes, with_flow=flow_weight > 0 or context_flow_weight > 0)
     sampler = StepBatchSampler(len(data), batch_size, seed, rank, world, start_step)
     loader = torch.utils.data.DataLoader(
         data, batch_sampler=sampler, num_workers=num_workers, pin_memory=dev.type == "cuda",
@@ -478,6 +482,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--flow-weight", type=float, default=0.0,
                    help="SLARM: supervise the rendered flow with the dataset's flow labels, L1 weight (0 = the "
                         "reference: no flow supervision)")
+    p.add_argument("--context-flow-weight", type=float, default=0.0,
+                   help="SLARM: L1 of each context Gaussian's velocity against its pixel's flow label, weight "
+                        "(0 = the reference: no flow supervision)")
     p.add_argument("--label-weight", type=float, default=0.0,
                    help="SLARM: cross-entropy of the query's class logits against the labels, weight (0 = "
                         "the reference: distillation only; the paper's labelled fine-tune)")
@@ -502,7 +509,7 @@ def main(argv: list[str] | None = None) -> None:
           backend=a.backend, compile=a.compile, max_scenes=a.max_scenes, num_targets=a.num_targets,
           feature_targets=a.feature_targets or None, init_from=a.init_from, train_only=a.train_only,
           feature_balance=a.feature_balance, motion_weight=a.motion_weight, flow_weight=a.flow_weight,
-          label_weight=a.label_weight, config=config)
+          label_weight=a.label_weight, context_flow_weight=a.context_flow_weight, config=config)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,8 @@ class WindowDataset(Dataset):
     tgt_sky [S,V,H,W] bool (all False where the dataset has no sky mask; `has_sky` says which).
     with_flow=True adds tgt_flow float32 [S,V,H,W,3] (world-frame m/s of the surface at each pixel, 0 where
     invalid), tgt_flow_valid [S,V,H,W] bool (the clip's flow validity: depth > 0, or depth_dense > 0 where
-    meta["flow_dense"]) and fps (the frame rate, for the rendered backward-difference flow).
+    meta["flow_dense"]) and fps (the frame rate, for the rendered backward-difference flow); and the same
+    at the context frames, ctx_flow [T,V,H,W,3] and ctx_flow_valid [T,V,H,W].
     """
 
     def __init__(self, dataset: str = "synthetic", split: str = "train", data_root: Any = None,
@@ -127,7 +128,9 @@ class WindowDataset(Dataset):
         t, v, h, w = clip.images.shape[:4]
         depth = clip.depth if clip.depth is not None else np.zeros((t, v, h, w), np.float32)
         sky = clip.sky if clip.sky is not None else np.zeros((t, v, h, w), bool)
-        extra = self._flow_targets(clip, tgt) if self.with_flow else {}
+        extra = {}
+        if self.with_flow:
+            extra = {**self._flow_labels(clip, tgt, "tgt"), **self._flow_labels(clip, ctx, "ctx")}
         return {**extra,
             "ctx_images": clip.images[ctx], "ctx_c2w": clip.cam_to_world[ctx].astype(np.float32),
             "ctx_k": clip.intrinsics[ctx].astype(np.float32), "ctx_time": clip.time[ctx].astype(np.float32),
@@ -138,16 +141,16 @@ class WindowDataset(Dataset):
         }
 
     @staticmethod
-    def _flow_targets(clip, targets: list[int]) -> dict[str, np.ndarray]:
+    def _flow_labels(clip, frames: list[int], prefix: str) -> dict[str, np.ndarray]:
         if clip.flow is None:
             raise TrainDataError(f"{clip.meta.get('scene')} has no scene flow; flow supervision needs flow "
                                  f"labels")
         dense = clip.meta.get("flow_dense") and clip.depth_dense is not None
-        depth = (clip.depth_dense if dense else clip.depth)[targets]
-        flow = clip.flow[targets].astype(np.float32)
+        depth = (clip.depth_dense if dense else clip.depth)[frames]
+        flow = clip.flow[frames].astype(np.float32)
         valid = (depth > 0) & np.isfinite(flow).all(-1)
-        return {"tgt_flow": np.where(valid[..., None], flow, 0.0).astype(np.float32), "tgt_flow_valid": valid,
-                "fps": np.float32(clip.meta["fps"])}
+        return {f"{prefix}_flow": np.where(valid[..., None], flow, 0.0).astype(np.float32),
+                f"{prefix}_flow_valid": valid, "fps": np.float32(clip.meta["fps"])}
 
 
 class StepBatchSampler(Sampler):

@@ -73,7 +73,7 @@ class SlarmTrainStep(nn.Module):
     def __init__(self, net: SlarmNet, backend: str, lpips_weight: float, bf16: bool = False,
                  feature_targets: int | None = None, feature_balance: float = 0.0,
                  motion_weight: float = VELOCITY_WEIGHT, flow_weight: float = 0.0,
-                 label_weight: float = 0.0) -> None:
+                 label_weight: float = 0.0, context_flow_weight: float = 0.0) -> None:
         super().__init__()
         from slarm_bench.text import default_encoder
 
@@ -84,7 +84,8 @@ class SlarmTrainStep(nn.Module):
         self.feature_targets = feature_targets
         # lpips_start=0: the loop decides when LPIPS starts (it passes lpips_fn from then on).
         self.loss_cfg = SlarmLossConfig(lpips=lpips_weight, lpips_start=0, feature_balance=feature_balance,
-                                        motion=motion_weight, flow=flow_weight, label=label_weight)
+                                        motion=motion_weight, flow=flow_weight, label=label_weight,
+                                        context_flow=context_flow_weight)
         encoder = default_encoder()
         with torch.no_grad():
             table = encoder.encode(list(SLARM_CLASSES)).float()
@@ -99,7 +100,8 @@ class SlarmTrainStep(nn.Module):
         return {"teacher": f"synthetic teacher: text embedding of the ground-truth class ({self.teacher})",
                 "feature_targets": self.feature_targets or "all",
                 "feature_balance": self.loss_cfg.feature_balance, "motion_weight": self.loss_cfg.motion,
-                "flow_weight": self.loss_cfg.flow, "label_weight": self.loss_cfg.label}
+                "flow_weight": self.loss_cfg.flow, "label_weight": self.loss_cfg.label,
+                "context_flow_weight": self.loss_cfg.context_flow}
 
     def forward(self, batch: dict[str, torch.Tensor], use_lpips: bool) -> dict[str, torch.Tensor]:
         net = self.net
@@ -132,6 +134,9 @@ class SlarmTrainStep(nn.Module):
               "teacher_table": self.class_table}
         if flow:
             gt["flow"], gt["flow_valid"] = batch["tgt_flow"].flatten(1, 2), batch["tgt_flow_valid"].flatten(1, 2)
+        if self.loss_cfg.context_flow:
+            pred["context_velocity"] = out.motion[..., 0, :]
+            gt["context_flow"], gt["context_flow_valid"] = batch["ctx_flow"], batch["ctx_flow_valid"]
         # The sky term needs a mask on every sample (one dataset per run: all or none have one).
         if bool(batch["has_sky"].all()):
             gt["sky"] = batch["tgt_sky"].flatten(1, 2)

@@ -386,3 +386,47 @@ def test_label_fine_tune_adds_the_query_cross_entropy_only(store_root, tmp_path)
     with pytest.raises(SlarmBenchError, match="SLARM presets only"):
         train(**{**options(store_root, tmp_path / "storm", 1, device="cpu"), "label_weight": 0.5})
     assert not (tmp_path / "storm").exists()
+
+
+def test_context_flow_supervises_each_context_gaussians_velocity(store_root, tmp_path):
+    """context_flow_weight > 0 (SLARM): samples carry the context frames' flow labels and the loss gains
+    weight x mean over labelled context pixels of L1(velocity of the pixel's Gaussian - its flow); nothing
+    else changes; the export records the weight."""
+    import json
+
+    from slarm_bench.losses_slarm import SlarmLossConfig, slarm_losses
+    from slarm_bench.models.slarm_net import SlarmNet, slarm_config
+    from slarm_bench.models.storm import context_inputs
+    from slarm_bench.train_family import SemanticWindowDataset, SlarmTrainStep
+
+    base = {"rgb": torch.zeros(1, 1, 1, 1, 3), "depth": torch.ones(1, 1, 1, 1), "alpha": torch.ones(1, 1, 1, 1),
+            "motion": torch.zeros(1, 4, 1, 3)}
+    velocity = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [5.0, 5.0, 5.0]]).reshape(1, 1, 1, 1, 3, 3)
+    labels = torch.tensor([[2.0, -1.0, 0.0], [1.0, 0.0, 0.5], [0.0, 0.0, 0.0]]).reshape(1, 1, 1, 1, 3, 3)
+    gt = {"rgb": torch.zeros(1, 1, 1, 1, 3), "context_flow": labels,
+          "context_flow_valid": torch.tensor([True, True, False]).reshape(1, 1, 1, 1, 3)}
+    terms = slarm_losses({**base, "context_velocity": velocity}, gt, SlarmLossConfig(context_flow=0.5))
+    assert terms["context_flow"].item() == pytest.approx(0.5 * (3.0 + 0.5) / 2)
+    assert "context_flow" not in slarm_losses({**base, "context_velocity": velocity}, gt, SlarmLossConfig())
+
+    torch.manual_seed(0)
+    cfg = slarm_config("slarm-t-o1", **SLARM_CFG, image_size=(H, W), decoder_hidden=(16, 32))
+    net = SlarmNet(cfg).eval()
+    data = SemanticWindowDataset("synthetic", "train", store_root, (H, W), 2, False, None, with_flow=True)
+    sample = data[(0, 5)]
+    assert sample["ctx_flow"].shape == (4, 3, H, W, 3) and sample["ctx_flow_valid"].any()
+    batch = {k: torch.as_tensor(v)[None] for k, v in sample.items()}
+    with torch.no_grad():
+        plain = SlarmTrainStep(net, "torch", 0.0)(batch, False)
+        one = SlarmTrainStep(net, "torch", 0.0, context_flow_weight=1.0)(batch, False)
+        out = net(context_inputs(batch["ctx_images"]), batch["ctx_c2w"], batch["ctx_k"],
+                  (batch["ctx_time"] - batch["ctx_time"][:, :1]) / net.cfg.time_span)
+    valid = batch["ctx_flow_valid"]
+    expected = (out.motion[..., 0, :] - batch["ctx_flow"]).abs().sum(-1)[valid].mean()
+    assert one["context_flow"].item() == pytest.approx(expected.item(), rel=1e-4)
+    for term in set(plain) - {"loss"}:
+        assert torch.equal(plain[term], one[term]), term
+    out_dir = tmp_path / "cf"
+    train(**{**options(store_root, out_dir, 1, device="cpu"), "model": "slarm-t-o1", "config": cfg,
+             "context_flow_weight": 0.5})
+    assert json.loads((out_dir / "slarm-t-o1.train.json").read_text())["context_flow_weight"] == 0.5
