@@ -298,31 +298,57 @@ def test_motion_weight_scales_the_motion_regulariser_only(store_root, tmp_path, 
     assert not (tmp_path / "bad").exists()
 
 
+def _tiny_slarm_and_sample(store_root, with_flow: bool = False):
+    """(config, network in eval mode, one 2-target sample) of a tiny order-1 SLARM on the fixture store."""
+    from slarm_bench.models.slarm_net import SlarmNet, slarm_config
+    from slarm_bench.train_family import SemanticWindowDataset
+
+    torch.manual_seed(0)
+    cfg = slarm_config("slarm-t-o1", **SLARM_CFG, image_size=(H, W), decoder_hidden=(16, 32))
+    data = SemanticWindowDataset("synthetic", "train", store_root, (H, W), 2, False, None, with_flow=with_flow)
+    return cfg, SlarmNet(cfg).eval(), data[(0, 5)]
+
+
+def _check_slarm_only_loss_weight(store_root, tmp_path, cfg, name: str) -> None:
+    """A SLARM training with `name`=0.5 records it in the export's train.json; a STORM preset refuses it
+    before anything is written."""
+    import json
+
+    out = tmp_path / name
+    train(**{**options(store_root, out, 1, device="cpu"), "model": "slarm-t-o1", "config": cfg, name: 0.5})
+    assert json.loads((out / "slarm-t-o1.train.json").read_text())[name] == 0.5
+    with pytest.raises(SlarmBenchError, match="SLARM presets only"):
+        train(**{**options(store_root, tmp_path / "storm", 1, device="cpu"), name: 0.5})
+    assert not (tmp_path / "storm").exists()
+
+
+def _check_only_term_changes(net, batch, option: str, term: str) -> dict:
+    """The SLARM train step with option=1 adds `term` (> 0), twice that with option=2, and leaves every
+    other term as it is without the option. Returns the terms at option=1."""
+    from slarm_bench.train_family import SlarmTrainStep
+
+    with torch.no_grad():
+        plain = SlarmTrainStep(net, "torch", 0.0)(batch, False)
+        one = SlarmTrainStep(net, "torch", 0.0, **{option: 1.0})(batch, False)
+        two = SlarmTrainStep(net, "torch", 0.0, **{option: 2.0})(batch, False)
+    assert term not in plain and float(one[term]) > 0
+    assert torch.allclose(two[term], 2 * one[term], rtol=1e-5)
+    for key in set(plain) - {"loss"}:
+        assert torch.equal(plain[key], one[key]), key
+    return one
+
+
 def test_flow_supervision_adds_an_l1_flow_term_on_labelled_pixels(store_root, tmp_path):
     """flow_weight > 0 (SLARM): samples carry the target flow labels, the rendered flow is compared with
     them (L1 on valid pixels, scaled by the weight, nothing else changes), the export records the weight;
     STORM presets refuse it and a store without flow says so."""
-    import json
 
-    from slarm_bench.models.slarm_net import SlarmNet, slarm_config
-    from slarm_bench.train_family import SemanticWindowDataset, SlarmTrainStep
 
-    torch.manual_seed(0)
-    cfg = slarm_config("slarm-t-o1", **SLARM_CFG, image_size=(H, W), decoder_hidden=(16, 32))
-    net = SlarmNet(cfg).eval()
-    data = SemanticWindowDataset("synthetic", "train", store_root, (H, W), 2, False, None, with_flow=True)
-    sample = data[(0, 5)]
+    cfg, net, sample = _tiny_slarm_and_sample(store_root, with_flow=True)
     assert sample["tgt_flow"].shape == (2, 3, H, W, 3) and sample["tgt_flow_valid"].any()
     assert not sample["tgt_flow"][~sample["tgt_flow_valid"]].any() and float(sample["fps"]) == 10.0
     batch = {k: torch.as_tensor(v)[None] for k, v in sample.items()}
-    with torch.no_grad():
-        plain = SlarmTrainStep(net, "torch", 0.0)(batch, False)
-        one = SlarmTrainStep(net, "torch", 0.0, flow_weight=1.0)(batch, False)
-        two = SlarmTrainStep(net, "torch", 0.0, flow_weight=2.0)(batch, False)
-    assert "flow" not in plain and float(one["flow"]) > 0
-    assert torch.allclose(two["flow"], 2 * one["flow"], rtol=1e-5)
-    for term in set(plain) - {"loss"}:
-        assert torch.equal(plain[term], one[term]), term
+    _check_only_term_changes(net, batch, "flow_weight", "flow")
     # the loss term itself: weight x mean over labelled pixels of the L1 error (m/s)
     from slarm_bench.losses_slarm import SlarmLossConfig, slarm_losses
 
@@ -333,25 +359,16 @@ def test_flow_supervision_adds_an_l1_flow_term_on_labelled_pixels(store_root, tm
           "flow_valid": torch.tensor([True, True, False, True]).reshape(1, 1, 2, 2)}
     assert slarm_losses(pred, gt, SlarmLossConfig(flow=0.5))["flow"].item() == pytest.approx(0.5 * (3 + 3 + 0) / 3)
     assert "flow" not in slarm_losses(pred, gt, SlarmLossConfig())
-    out = tmp_path / "fs"
-    train(**{**options(store_root, out, 1, device="cpu"), "model": "slarm-t-o1", "config": cfg,
-             "flow_weight": 0.5})
-    assert json.loads((out / "slarm-t-o1.train.json").read_text())["flow_weight"] == 0.5
-    with pytest.raises(SlarmBenchError, match="SLARM presets only"):
-        train(**{**options(store_root, tmp_path / "storm", 1, device="cpu"), "flow_weight": 0.5})
-    assert not (tmp_path / "storm").exists()
+    _check_slarm_only_loss_weight(store_root, tmp_path, cfg, "flow_weight")
 
 
 def test_label_fine_tune_adds_the_query_cross_entropy_only(store_root, tmp_path):
     """label_weight > 0 (SLARM): the loss gains weight x cross-entropy of the query rule's logits (feature .
     class text / QUERY_TEMPERATURE) on labelled pixels, nothing else changes, the export records the weight;
     STORM presets refuse it before anything is written."""
-    import json
 
     from slarm_bench.losses_slarm import SlarmLossConfig, slarm_losses
     from slarm_bench.metrics.semantic import QUERY_TEMPERATURE
-    from slarm_bench.models.slarm_net import SlarmNet, slarm_config
-    from slarm_bench.train_family import SemanticWindowDataset, SlarmTrainStep
 
     # the term itself on a hand-made case: two labelled pixels, one unlabelled, two classes
     table = torch.tensor([[1.0, 0.0], [0.6, 0.8]])
@@ -366,38 +383,19 @@ def test_label_fine_tune_adds_the_query_cross_entropy_only(store_root, tmp_path)
     assert terms["label"].item() == pytest.approx(0.5 * expected.item(), rel=1e-5)
     assert "label" not in slarm_losses(pred, gt, SlarmLossConfig())
     # in the train step: only the new term differs, and it scales with the weight
-    torch.manual_seed(0)
-    cfg = slarm_config("slarm-t-o1", **SLARM_CFG, image_size=(H, W), decoder_hidden=(16, 32))
-    net = SlarmNet(cfg).eval()
-    data = SemanticWindowDataset("synthetic", "train", store_root, (H, W), 2, False, None)
-    batch = {k: torch.as_tensor(v)[None] for k, v in data[(0, 5)].items()}
-    with torch.no_grad():
-        plain = SlarmTrainStep(net, "torch", 0.0)(batch, False)
-        one = SlarmTrainStep(net, "torch", 0.0, label_weight=1.0)(batch, False)
-        two = SlarmTrainStep(net, "torch", 0.0, label_weight=2.0)(batch, False)
-    assert "label" not in plain and float(one["label"]) > 0
-    assert torch.allclose(two["label"], 2 * one["label"], rtol=1e-5)
-    for term in set(plain) - {"loss"}:
-        assert torch.equal(plain[term], one[term]), term
-    out = tmp_path / "lab"
-    train(**{**options(store_root, out, 1, device="cpu"), "model": "slarm-t-o1", "config": cfg,
-             "label_weight": 0.5})
-    assert json.loads((out / "slarm-t-o1.train.json").read_text())["label_weight"] == 0.5
-    with pytest.raises(SlarmBenchError, match="SLARM presets only"):
-        train(**{**options(store_root, tmp_path / "storm", 1, device="cpu"), "label_weight": 0.5})
-    assert not (tmp_path / "storm").exists()
+    cfg, net, sample = _tiny_slarm_and_sample(store_root)
+    batch = {k: torch.as_tensor(v)[None] for k, v in sample.items()}
+    _check_only_term_changes(net, batch, "label_weight", "label")
+    _check_slarm_only_loss_weight(store_root, tmp_path, cfg, "label_weight")
 
 
 def test_context_flow_supervises_each_context_gaussians_velocity(store_root, tmp_path):
     """context_flow_weight > 0 (SLARM): samples carry the context frames' flow labels and the loss gains
     weight x mean over labelled context pixels of L1(velocity of the pixel's Gaussian - its flow); nothing
-    else changes; the export records the weight."""
-    import json
+    else changes; the export records the weight; STORM presets refuse it."""
 
     from slarm_bench.losses_slarm import SlarmLossConfig, slarm_losses
-    from slarm_bench.models.slarm_net import SlarmNet, slarm_config
     from slarm_bench.models.storm import context_inputs
-    from slarm_bench.train_family import SemanticWindowDataset, SlarmTrainStep
 
     base = {"rgb": torch.zeros(1, 1, 1, 1, 3), "depth": torch.ones(1, 1, 1, 1), "alpha": torch.ones(1, 1, 1, 1),
             "motion": torch.zeros(1, 4, 1, 3)}
@@ -409,24 +407,14 @@ def test_context_flow_supervises_each_context_gaussians_velocity(store_root, tmp
     assert terms["context_flow"].item() == pytest.approx(0.5 * (3.0 + 0.5) / 2)
     assert "context_flow" not in slarm_losses({**base, "context_velocity": velocity}, gt, SlarmLossConfig())
 
-    torch.manual_seed(0)
-    cfg = slarm_config("slarm-t-o1", **SLARM_CFG, image_size=(H, W), decoder_hidden=(16, 32))
-    net = SlarmNet(cfg).eval()
-    data = SemanticWindowDataset("synthetic", "train", store_root, (H, W), 2, False, None, with_flow=True)
-    sample = data[(0, 5)]
+    cfg, net, sample = _tiny_slarm_and_sample(store_root, with_flow=True)
     assert sample["ctx_flow"].shape == (4, 3, H, W, 3) and sample["ctx_flow_valid"].any()
     batch = {k: torch.as_tensor(v)[None] for k, v in sample.items()}
+    one = _check_only_term_changes(net, batch, "context_flow_weight", "context_flow")
     with torch.no_grad():
-        plain = SlarmTrainStep(net, "torch", 0.0)(batch, False)
-        one = SlarmTrainStep(net, "torch", 0.0, context_flow_weight=1.0)(batch, False)
         out = net(context_inputs(batch["ctx_images"]), batch["ctx_c2w"], batch["ctx_k"],
                   (batch["ctx_time"] - batch["ctx_time"][:, :1]) / net.cfg.time_span)
     valid = batch["ctx_flow_valid"]
     expected = (out.motion[..., 0, :] - batch["ctx_flow"]).abs().sum(-1)[valid].mean()
     assert one["context_flow"].item() == pytest.approx(expected.item(), rel=1e-4)
-    for term in set(plain) - {"loss"}:
-        assert torch.equal(plain[term], one[term]), term
-    out_dir = tmp_path / "cf"
-    train(**{**options(store_root, out_dir, 1, device="cpu"), "model": "slarm-t-o1", "config": cfg,
-             "context_flow_weight": 0.5})
-    assert json.loads((out_dir / "slarm-t-o1.train.json").read_text())["context_flow_weight"] == 0.5
+    _check_slarm_only_loss_weight(store_root, tmp_path, cfg, "context_flow_weight")
