@@ -187,9 +187,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def _cmd_train(args: argparse.Namespace) -> int:
     from slarm_bench import api_models
 
-    extra = {k: getattr(args, k) for k in ("motion_weight", "flow_weight", "label_weight",
-                                                  "context_flow_weight")
-             if getattr(args, k) is not None}
+    weights = ("motion_weight", "flow_weight", "context_flow_weight", "label_weight")
+    extra = {k: getattr(args, k) for k in weights if getattr(args, k) is not None}
     result = api_models.train(args.model, dataset=args.dataset, out_dir=args.out_dir, steps=args.steps,
                               batch_size=args.batch_size, lr=args.lr, ckpt_every=args.ckpt_every,
                               max_minutes=args.max_minutes, data_root=args.root, device=args.device,

@@ -55,8 +55,8 @@ from slarm_bench.train_family import (
     model_family,
 )
 
-LOSS_TERMS = ("loss", "rgb", "lpips", "depth", "sky", "velocity", "motion", "feature", "flow", "context_flow", "label",
-              "psnr")
+LOSS_TERMS = ("loss", "rgb", "lpips", "depth", "sky", "velocity", "motion", "feature", "flow", "context_flow",
+              "label", "psnr")
 LOG_FIELDS = ("step", *LOSS_TERMS, "lr", "grad_norm", "steps_per_s", "samples_per_s", "data_wait",
               "elapsed_s")
 _NO_DECAY = ("pos_embed", "sky_token", "affine_token", "motion_tokens", "camera_token", "register_tokens",

@@ -109,3 +109,17 @@ def test_list_datasets(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     for name in ("synthetic", "waymo", "nuscenes"):
         assert name in out
+
+
+@pytest.mark.parametrize("flag", ["--flow-weight", "--context-flow-weight", "--label-weight"])
+def test_train_slarm_only_loss_weights_reach_train(flag: str, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """The CLI passes each SLARM-only loss weight on to train(), whose check refuses it for a STORM preset
+    in one line, before anything is written."""
+    out = tmp_path / "run"
+    code = main(["train", "--model", "storm-t", "--out-dir", str(out), "--steps", "1", "--root",
+                 str(tmp_path / "data"), flag, "0.5"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1, err
+    assert "SLARM presets only" in err[0] and flag[2:].replace("-", "_") in err[0]
+    assert not out.exists()
