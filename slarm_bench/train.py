@@ -300,7 +300,8 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
         scheduler.load_state_dict(optim_state["scheduler"])
 
     data = fam.dataset(dataset, split, data_root, cfg.image_size, num_targets, generate_on_the_fly,
-                       max_scenes, with_flow=flow_weight > 0 or context_flow_weight > 0)
+                       max_scenes, with_flow=flow_weight > 0,
+                       with_context_flow=context_flow_weight > 0)
     sampler = StepBatchSampler(len(data), batch_size, seed, rank, world, start_step)
     loader = torch.utils.data.DataLoader(
         data, batch_sampler=sampler, num_workers=num_workers, pin_memory=dev.type == "cuda",

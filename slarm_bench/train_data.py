@@ -39,16 +39,16 @@ class WindowDataset(Dataset):
     tgt_sky [S,V,H,W] bool (all False where the dataset has no sky mask; `has_sky` says which).
     with_flow=True adds tgt_flow float32 [S,V,H,W,3] (world-frame m/s of the surface at each pixel, 0 where
     invalid), tgt_flow_valid [S,V,H,W] bool (the clip's flow validity: depth > 0, or depth_dense > 0 where
-    meta["flow_dense"]) and fps (the frame rate, for the rendered backward-difference flow); and the same
-    at the context frames, ctx_flow [T,V,H,W,3] and ctx_flow_valid [T,V,H,W].
+    meta["flow_dense"]) and fps (the frame rate, for the rendered backward-difference flow);
+    with_context_flow=True the same at the context frames: ctx_flow [T,V,H,W,3], ctx_flow_valid [T,V,H,W].
     """
 
     def __init__(self, dataset: str = "synthetic", split: str = "train", data_root: Any = None,
                  image_size: tuple[int, int] | None = None, num_targets: int = 4,
                  generate_on_the_fly: bool = False, max_scenes: int | None = None,
-                 with_flow: bool = False) -> None:
+                 with_flow: bool = False, with_context_flow: bool = False) -> None:
         self.dataset, self.split, self.data_root = dataset, split, data_root
-        self.with_flow = bool(with_flow)
+        self.with_flow, self.with_context_flow = bool(with_flow), bool(with_context_flow)
         self.num_targets = int(num_targets)
         self.on_the_fly = generate_on_the_fly
         self.image_size = tuple(image_size) if image_size else None
@@ -79,7 +79,7 @@ class WindowDataset(Dataset):
         if not self.windows:
             raise TrainDataError(f"the {dataset}/{split} scenes at {store.root} are shorter than {WINDOW} "
                                  f"frames; prepare them with at least {WINDOW} frames")
-        if with_flow and "flow" not in store.info(dataset, split, scenes[0])["fields"]:
+        if (with_flow or with_context_flow) and "flow" not in store.info(dataset, split, scenes[0])["fields"]:
             raise TrainDataError(f"the prepared {dataset}/{split} scenes have no scene flow; flow supervision "
                                  f"needs a dataset with flow labels (synthetic, Waymo's scene-flow release)")
         if self.image_size is not None:
@@ -96,7 +96,7 @@ class WindowDataset(Dataset):
     def _fields(self, scene: str) -> list[str]:
         """The per-pixel fields a sample reads from the store (besides images)."""
         fields = ["depth", "sky"]
-        if self.with_flow:
+        if self.with_flow or self.with_context_flow:
             info = self._store.info(self.dataset, self.split, scene)
             dense = info["meta"].get("flow_dense") and "depth_dense" in info["fields"]
             fields += ["flow", *(["depth_dense"] if dense else [])]
@@ -128,9 +128,8 @@ class WindowDataset(Dataset):
         t, v, h, w = clip.images.shape[:4]
         depth = clip.depth if clip.depth is not None else np.zeros((t, v, h, w), np.float32)
         sky = clip.sky if clip.sky is not None else np.zeros((t, v, h, w), bool)
-        extra = {}
-        if self.with_flow:
-            extra = {**self._flow_labels(clip, tgt, "tgt"), **self._flow_labels(clip, ctx, "ctx")}
+        extra = {**(self._flow_labels(clip, tgt, "tgt") if self.with_flow else {}),
+                 **(self._flow_labels(clip, ctx, "ctx") if self.with_context_flow else {})}
         return {**extra,
             "ctx_images": clip.images[ctx], "ctx_c2w": clip.cam_to_world[ctx].astype(np.float32),
             "ctx_k": clip.intrinsics[ctx].astype(np.float32), "ctx_time": clip.time[ctx].astype(np.float32),

@@ -298,14 +298,14 @@ def test_motion_weight_scales_the_motion_regulariser_only(store_root, tmp_path, 
     assert not (tmp_path / "bad").exists()
 
 
-def _tiny_slarm_and_sample(store_root, with_flow: bool = False):
+def _tiny_slarm_and_sample(store_root, **flow_options: bool):
     """(config, network in eval mode, one 2-target sample) of a tiny order-1 SLARM on the fixture store."""
     from slarm_bench.models.slarm_net import SlarmNet, slarm_config
     from slarm_bench.train_family import SemanticWindowDataset
 
     torch.manual_seed(0)
     cfg = slarm_config("slarm-t-o1", **SLARM_CFG, image_size=(H, W), decoder_hidden=(16, 32))
-    data = SemanticWindowDataset("synthetic", "train", store_root, (H, W), 2, False, None, with_flow=with_flow)
+    data = SemanticWindowDataset("synthetic", "train", store_root, (H, W), 2, False, None, **flow_options)
     return cfg, SlarmNet(cfg).eval(), data[(0, 5)]
 
 
@@ -345,7 +345,7 @@ def test_flow_supervision_adds_an_l1_flow_term_on_labelled_pixels(store_root, tm
 
 
     cfg, net, sample = _tiny_slarm_and_sample(store_root, with_flow=True)
-    assert sample["tgt_flow"].shape == (2, 3, H, W, 3) and sample["tgt_flow_valid"].any()
+    assert "ctx_flow" not in sample and sample["tgt_flow"].shape == (2, 3, H, W, 3) and sample["tgt_flow_valid"].any()
     assert not sample["tgt_flow"][~sample["tgt_flow_valid"]].any() and float(sample["fps"]) == 10.0
     batch = {k: torch.as_tensor(v)[None] for k, v in sample.items()}
     _check_only_term_changes(net, batch, "flow_weight", "flow")
@@ -366,7 +366,6 @@ def test_label_fine_tune_adds_the_query_cross_entropy_only(store_root, tmp_path)
     """label_weight > 0 (SLARM): the loss gains weight x cross-entropy of the query rule's logits (feature .
     class text / QUERY_TEMPERATURE) on labelled pixels, nothing else changes, the export records the weight;
     STORM presets refuse it before anything is written."""
-
     from slarm_bench.losses_slarm import SlarmLossConfig, slarm_losses
     from slarm_bench.metrics.semantic import QUERY_TEMPERATURE
 
@@ -393,7 +392,6 @@ def test_context_flow_supervises_each_context_gaussians_velocity(store_root, tmp
     """context_flow_weight > 0 (SLARM): samples carry the context frames' flow labels and the loss gains
     weight x mean over labelled context pixels of L1(velocity of the pixel's Gaussian - its flow); nothing
     else changes; the export records the weight; STORM presets refuse it."""
-
     from slarm_bench.losses_slarm import SlarmLossConfig, slarm_losses
     from slarm_bench.models.storm import context_inputs
 
@@ -407,8 +405,8 @@ def test_context_flow_supervises_each_context_gaussians_velocity(store_root, tmp
     assert terms["context_flow"].item() == pytest.approx(0.5 * (3.0 + 0.5) / 2)
     assert "context_flow" not in slarm_losses({**base, "context_velocity": velocity}, gt, SlarmLossConfig())
 
-    cfg, net, sample = _tiny_slarm_and_sample(store_root, with_flow=True)
-    assert sample["ctx_flow"].shape == (4, 3, H, W, 3) and sample["ctx_flow_valid"].any()
+    cfg, net, sample = _tiny_slarm_and_sample(store_root, with_context_flow=True)
+    assert "tgt_flow" not in sample and sample["ctx_flow"].shape == (4, 3, H, W, 3) and sample["ctx_flow_valid"].any()
     batch = {k: torch.as_tensor(v)[None] for k, v in sample.items()}
     one = _check_only_term_changes(net, batch, "context_flow_weight", "context_flow")
     with torch.no_grad():
