@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from slarm_bench.clip import SLARM_CLASSES, Clip
+from slarm_bench.clip import SLARM_CLASSES, Boxes, Clip
+from slarm_bench.errors import SlarmBenchError
 from slarm_bench.geometry import camera_rays
 from slarm_bench.models import oracle as oracle_mod
-from slarm_bench.models.oracle import make_oracle, make_static_oracle
+from slarm_bench.models.oracle import make_accel_oracle, make_oracle, make_static_oracle
 
 H, W, FOCAL = 48, 64, 48.0
 K = np.array([[FOCAL, 0, W / 2], [0, FOCAL, H / 2], [0, 0, 1]])
@@ -53,7 +54,8 @@ def _render(c2w: np.ndarray, time: float, board: dict | None, uv: np.ndarray | N
     label = np.full(depth.shape, BUILDINGS)
     vel = np.zeros(depth.shape + (3,))
     if board is not None:
-        centre = np.asarray(board["centre"], float) + time * np.asarray(board["v"], float)
+        acc = np.asarray(board.get("a", (0.0, 0.0, 0.0)), float)
+        centre = np.asarray(board["centre"], float) + time * np.asarray(board["v"], float) + acc * time ** 2 / 2
         # Camera z = 1 directions: the board plane z = centre_z (the rig never turns in board tests).
         t_b = (centre[2] - origins[..., 2]) / dirs[..., 2]
         hb = origins + t_b[..., None] * dirs
@@ -62,7 +64,7 @@ def _render(c2w: np.ndarray, time: float, board: dict | None, uv: np.ndarray | N
         rgb = np.where(inside[..., None], np.asarray(board["rgb"], float), rgb)
         depth = np.where(inside, t_b, depth)
         label = np.where(inside, VEHICLE, label)
-        vel = np.where(inside[..., None], np.asarray(board["v"], float), vel)
+        vel = np.where(inside[..., None], np.asarray(board["v"], float) + acc * time, vel)
     return rgb, depth, label, vel
 
 
@@ -258,3 +260,62 @@ def test_both_variants_render_every_field_with_the_right_shapes(motion):
     assert pred.rgb.shape == (1, H, W, 3) and pred.depth.shape == (1, H, W)
     assert pred.flow.shape == (1, H, W, 3) and pred.semantic.shape == (1, H, W)
     assert torch.isfinite(pred.rgb).all() and torch.isfinite(pred.depth).all()
+
+
+def _with_board_track(clip: Clip, board: dict) -> Clip:
+    """The clip plus the board as track 7: its instance mask and one box per frame with its acceleration."""
+    t = len(clip.time)
+    clip.instance = np.where(clip.semantic == VEHICLE, 7, 0).astype(np.int32)
+    acc = np.asarray(board["a"], np.float32)
+    vel = np.asarray(board["v"], np.float32)[None] + acc[None] * clip.time[:, None].astype(np.float32)
+    clip.boxes = Boxes(frame=np.arange(t, dtype=np.int32), track_id=np.full(t, 7, np.int64),
+                       label=np.full(t, VEHICLE, np.uint8), centre=np.zeros((t, 3), np.float32),
+                       size=np.ones((t, 3), np.float32), yaw=np.zeros(t, np.float32), velocity=vel,
+                       acceleration=np.broadcast_to(acc, (t, 3)).copy(), num_points=np.full(t, -1, np.int32))
+    return clip
+
+
+def test_the_accel_oracle_carries_each_agents_acceleration():
+    """A board accelerating at 2 m/s^2: oracle-accel renders its true flow at the target time; the
+    first-order oracle is off by a * (t - nearest context time), and it is the only difference."""
+    board = {"centre": (-0.8, 0.0, 5.0), "half": 0.6, "v": (0.4, 0.0, 0.0), "a": (2.0, 0.0, 0.0),
+             "rgb": (0.1, 0.8, 0.2)}
+    still = [_pose((0.0, 0.0, 0.0))] * 4
+    clip = _with_board_track(_clip(still, CONTEXT_TIMES, board), board)
+    t = 1.7
+    accel = _predict(make_accel_oracle(backend="torch"), clip, still[0], t)
+    first = _predict(make_oracle(backend="torch"), clip, still[0], t)
+    _, _, label, vel = _render(still[0], t, board)
+    on_board = label == VEHICLE
+    on_board[1:-1, 1:-1] &= on_board[:-2, 1:-1] & on_board[2:, 1:-1] & on_board[1:-1, :-2] & on_board[1:-1, 2:]
+    assert on_board.sum() > 50
+    truth = 0.4 + 2.0 * t                                   # 3.8 m/s along x at t
+    lag = (t - CONTEXT_TIMES[-1]) * 2.0                     # 0.4 m/s: a * (t - nearest context time)
+    assert np.allclose(vel[on_board][:, 0], truth)
+    # Medians: splats off the target's pixel grid let a few percent of the (still) wall show through.
+    assert abs(np.median(accel.flow[0].numpy()[on_board][:, 0]) - truth) < 0.1
+    assert abs(np.median(first.flow[0].numpy()[on_board][:, 0]) - (truth - lag)) < 0.2
+    assert np.abs(accel.flow[0].numpy()[on_board][:, 1:]).max() < 0.05
+    assert make_accel_oracle(backend="torch").provenance()["motion"].endswith("order 2")
+
+
+def test_the_accel_oracle_asks_for_instances_and_boxes():
+    model = make_accel_oracle(backend="torch")
+    assert {"instance", "boxes"} <= set(model.context_fields)
+    assert not {"instance", "boxes"} & set(make_oracle(backend="torch").context_fields)
+    with pytest.raises(SlarmBenchError, match="instance masks, boxes"):
+        model.reconstruct(_clip(CONTEXT_POSES, CONTEXT_TIMES))
+
+
+def test_box_acceleration_looks_up_each_pixels_track_at_its_frame():
+    boxes = Boxes(frame=np.array([0, 0, 1], np.int32), track_id=np.array([9, 4, 4], np.int64),
+                  label=np.zeros(3, np.uint8), centre=np.zeros((3, 3), np.float32), size=np.ones((3, 3), np.float32),
+                  yaw=np.zeros(3, np.float32), velocity=np.zeros((3, 3), np.float32),
+                  acceleration=np.array([[1, 0, 0], [np.nan, 0, 0], [0, 3, 0]], np.float32),
+                  num_points=np.zeros(3, np.int32))
+    clip = _clip(CONTEXT_POSES[:2], CONTEXT_TIMES[:2])
+    clip.boxes = boxes
+    out0 = oracle_mod.box_acceleration(clip, 0, np.array([0, 9, 4, 5, 9]))
+    np.testing.assert_array_equal(out0, [[0, 0, 0], [1, 0, 0], [0, 0, 0], [0, 0, 0], [1, 0, 0]])
+    out1 = oracle_mod.box_acceleration(clip, 1, np.array([4, 9]))
+    np.testing.assert_array_equal(out1, [[0, 3, 0], [0, 0, 0]])

@@ -4,7 +4,11 @@
 it, else lidar depth), coloured by the pixel, carrying the one-hot ground-truth class as a feature and
 moving with the ground-truth velocity at its own context time (constant velocity, order 1): where agents
 keep a constant velocity over the window its flow error is near zero, and the error elsewhere is exactly
-what a first-order motion model misses. `oracle-static` is the same without motion.
+what a first-order motion model misses. `oracle-static` is the same without motion. `oracle-accel` adds
+each pixel's ground-truth acceleration (order 2): that of its agent's box at the context time (the box
+centre's; the rotational terms of a point off the centre are left out), so oracle-accel against oracle is
+what exact acceleration buys this reconstruction, in which moving things come from the nearest context
+time only.
 
 Three choices make it a ceiling rather than a blur (each measured in benchmarks/bench_oracle_ceiling.py):
 - Surface splats: each Gaussian is a thin disc spanning its pixel's footprint on the surface (axes from the
@@ -72,8 +76,14 @@ class GroundTruthOracle(Model):
     context_fields = ("depth_dense", "depth", "flow", "semantic", "sky")
     produces = ("rgb", "depth", "flow", "semantic")
 
-    def __init__(self, motion: bool = True, device: str = "cpu", backend: str = "auto", **_: Any):
+    def __init__(self, motion: bool = True, device: str = "cpu", backend: str = "auto",
+                 acceleration: bool = False, **_: Any):
+        if acceleration and not motion:
+            raise SlarmBenchError("an oracle with acceleration but no motion is not a model; use one of them")
         self.motion = motion
+        self.acceleration = acceleration
+        if acceleration:
+            self.context_fields = (*type(self).context_fields, "instance", "boxes")
         self.device = device
         self.backend = resolve_backend(backend)
 
@@ -82,10 +92,13 @@ class GroundTruthOracle(Model):
         if depth is None:
             raise SlarmBenchError(f"{self.name} needs ground-truth depth in the context; this dataset has "
                                   "none")
+        if self.acceleration and (context.instance is None or context.boxes is None or context.flow is None):
+            raise SlarmBenchError(f"{self.name} needs instance masks, boxes and flow in the context; this "
+                                  "dataset lacks them: use `oracle` instead")
         t, v, h, w = depth.shape
         parts: dict[str, list[np.ndarray]] = {k: [] for k in ("means", "quats", "scales", "colors", "feats",
-                                                               "vels", "times", "views", "pixels", "moving",
-                                                               "interior")}
+                                                               "vels", "accs", "times", "views", "pixels",
+                                                               "moving", "interior")}
         num_classes = len(SLARM_CLASSES)
         for ti in range(t):
             origins, dirs = camera_rays(context.intrinsics[ti], context.cam_to_world[ti], h, w)  # [V,H,W,3]
@@ -111,6 +124,8 @@ class GroundTruthOracle(Model):
                     parts["feats"].append(onehot)
                 use_flow = self.motion and context.flow is not None
                 parts["vels"].append(context.flow[ti, vi][valid] if use_flow else np.zeros((count, 3), np.float32))
+                if self.acceleration:
+                    parts["accs"].append(box_acceleration(context, ti, context.instance[ti, vi][valid]))
                 parts["times"].append(np.full(count, context.time[ti]))
                 parts["views"].append(np.full(count, ti * v + vi))
                 parts["pixels"].append(np.flatnonzero(valid))
@@ -120,11 +135,14 @@ class GroundTruthOracle(Model):
         cat = {k: np.concatenate(a) for k, a in parts.items() if a}
         as_t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).float().to(dev)  # noqa: E731
         n = cat["means"].shape[0]
+        motion = as_t(cat["vels"])[None, :, None, :]
+        if self.acceleration:
+            motion = torch.cat([motion, as_t(cat["accs"])[None, :, None, :]], dim=2)      # [1,N,2,3]
         gaussians = Gaussians(
             means=as_t(cat["means"])[None], quats=as_t(cat["quats"])[None], scales=as_t(cat["scales"])[None],
             opacities=torch.full((1, n), OPACITY, device=dev), colors=as_t(cat["colors"])[None],
             features=as_t(cat["feats"])[None] if "feats" in cat else None,
-            motion=as_t(cat["vels"])[None, :, None, :], origin_time=as_t(cat["times"])[None])
+            motion=motion, origin_time=as_t(cat["times"])[None])
         images = torch.from_numpy(context.images).to(dev).float() / 255.0
         views = torch.from_numpy(cat["views"]).to(dev)
         self._prefilter(gaussians, views, torch.from_numpy(cat["pixels"]).to(dev),
@@ -253,7 +271,9 @@ class GroundTruthOracle(Model):
         return rgb, depth, flow, feats
 
     def provenance(self) -> dict[str, Any]:
-        return {"model": self.name, "motion": "ground-truth velocity, order 1" if self.motion else "none",
+        motion = ("ground-truth velocity and box acceleration, order 2" if self.acceleration
+                  else "ground-truth velocity, order 1" if self.motion else "none")
+        return {"model": self.name, "motion": motion,
                 "renderer_backend": self.backend, "uses_ground_truth": True,
                 "reconstruction": f"surface splats, colour prefilter ({PREFILTER_ITERATIONS} iterations), "
                                   "layered, push-pull hole filling"}
@@ -305,9 +325,30 @@ def _camera_gains(context: Clip, depth: np.ndarray) -> np.ndarray:
     return np.exp(log_gain)
 
 
+def box_acceleration(context: Clip, frame: int, instance: np.ndarray) -> np.ndarray:
+    """Acceleration [N,3] (m/s^2, world) of the box each pixel's `instance` id [N] belongs to at `frame`;
+    zero for pixels of no box and where the box's acceleration is unknown (NaN)."""
+    boxes = context.boxes
+    at = boxes.frame == frame
+    ids = boxes.track_id[at].astype(np.int64)
+    acc = np.nan_to_num(boxes.acceleration[at].astype(np.float32), nan=0.0)
+    out = np.zeros((instance.shape[0], 3), np.float32)
+    if ids.size == 0:
+        return out
+    order = np.argsort(ids)
+    pos = np.clip(np.searchsorted(ids[order], instance), 0, ids.size - 1)
+    hit = (instance != 0) & (ids[order][pos] == instance)
+    out[hit] = acc[order][pos[hit]]
+    return out
+
+
 def make_oracle(**options: Any) -> GroundTruthOracle:
     return GroundTruthOracle(motion=True, **options)
 
 
 def make_static_oracle(**options: Any) -> GroundTruthOracle:
     return GroundTruthOracle(motion=False, **options)
+
+
+def make_accel_oracle(**options: Any) -> GroundTruthOracle:
+    return GroundTruthOracle(motion=True, acceleration=True, **options)

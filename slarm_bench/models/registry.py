@@ -24,6 +24,8 @@ BUILTIN_MODELS: dict[str, tuple[str, str]] = {
                "one Gaussian per context pixel from ground truth, moved by its true velocity (ceiling)"),
     "oracle-static": ("slarm_bench.models.oracle:make_static_oracle",
                       "the oracle without motion: shows what motion is worth"),
+    "oracle-accel": ("slarm_bench.models.oracle:make_accel_oracle",
+                     "the oracle plus each agent's true acceleration (order 2): what higher order can gain"),
     "slarm-b8": ("slarm_bench.models.slarm:make_slarm_b8",
                  "SLARM-B/8: 768 wide, 12 frame + 12 global blocks, motion order 3, language features"),
     "slarm-t": ("slarm_bench.models.slarm:make_slarm_t",
