@@ -169,7 +169,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train-only", default="all", choices=["all", "features"],
                    help="features: train only SLARM's language-feature head and decoder (the rest frozen)")
     p.add_argument("--feature-balance", type=float, default=0.0,
-                   help="SLARM: class-balance power of the feature loss, 0 (the reference) to 1")
+                   help="SLARM: class-balance power of the feature (and label) loss, 0 (the reference) to 1")
     p.add_argument("--motion-weight", type=float, default=None,
                    help="weight of the motion regulariser mean(m^2) (default: the reference 0.005)")
     p.add_argument("--flow-weight", type=float, default=None,

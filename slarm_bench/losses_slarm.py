@@ -5,9 +5,10 @@ total = 1.0 MSE(rgb) + 0.05 LPIPS (from `lpips_start`, when an LPIPS function is
       + 0.1 L1(alpha, 1 - sky) + 0.005 mean(m^2) over every motion coefficient
       + 1.0 MSE(features, teacher) on labelled pixels.
 
-`feature_balance` (default 0, the reference loss) weights the feature term per pixel by n_c^-p, n_c the
-number of labelled pixels of the pixel's class in the batch, normalised to mean 1: p = 1 gives every class
-present the same total weight, p = 0.5 is in between. A training choice for rare classes, not SLARM's.
+`feature_balance` (default 0, the reference loss) weights the feature term (and the label term, when on)
+per pixel by n_c^-p, n_c the number of labelled pixels of the pixel's class in the batch, normalised to
+mean 1: p = 1 gives every class present the same total weight, p = 0.5 is in between. A training choice for
+rare classes, not SLARM's.
 `flow` (default 0: SLARM has no flow supervision) adds flow * L1(rendered flow - labelled flow) on pixels
 with flow labels: a probe of what the motion head can represent when motion is supervised, not SLARM's.
 `context_flow` (default 0: none) adds context_flow * L1(velocity of each context pixel's Gaussian - that
@@ -109,15 +110,14 @@ def slarm_losses(outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor
         if valid.any():
             picked = labels[valid]
             err = (outputs["features"][valid] - batch["teacher_table"][picked]).pow(2).mean(-1)
-            if cfg.feature_balance:
-                weight = class_balance_weights(picked, len(batch["teacher_table"]), cfg.feature_balance)
-                terms["feature"] = cfg.feature * (err * weight).mean()
-            else:
-                terms["feature"] = cfg.feature * err.mean()
+            weight = (class_balance_weights(picked, len(batch["teacher_table"]), cfg.feature_balance)
+                      if cfg.feature_balance else None)
+            terms["feature"] = cfg.feature * (err if weight is None else err * weight).mean()
             if cfg.label:
                 # The logits the open-vocabulary query takes its softmax of (metrics.semantic).
                 logits = outputs["features"][valid].float() @ batch["teacher_table"].float().T
-                terms["label"] = cfg.label * F.cross_entropy(logits / QUERY_TEMPERATURE, picked)
+                ce = F.cross_entropy(logits / QUERY_TEMPERATURE, picked, reduction="none")
+                terms["label"] = cfg.label * (ce if weight is None else ce * weight).mean()
     elif batch.get("teacher") is not None and outputs.get("features") is not None:
         valid = batch.get("teacher_valid")
         diff = (outputs["features"] - batch["teacher"]).pow(2).mean(-1)

@@ -477,7 +477,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--init-from", default=None, help="start from this safetensors export (fine-tuning)")
     p.add_argument("--train-only", default="all", help="all, or features (SLARM: feature head + decoder)")
     p.add_argument("--feature-balance", type=float, default=0.0,
-                   help="SLARM: class-balance power p of the feature loss (0 = the reference loss)")
+                   help="SLARM: class-balance power p of the feature (and label) loss (0 = the reference loss)")
     p.add_argument("--motion-weight", type=float, default=VELOCITY_WEIGHT,
                    help=f"weight of the motion regulariser mean(m^2) (reference {VELOCITY_WEIGHT})")
     p.add_argument("--flow-weight", type=float, default=0.0,

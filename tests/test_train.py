@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from slarm_bench.data.synthetic import generate_sequence
 from slarm_bench.errors import SlarmBenchError
@@ -381,6 +382,16 @@ def test_label_fine_tune_adds_the_query_cross_entropy_only(store_root, tmp_path)
     terms = slarm_losses(pred, gt, SlarmLossConfig(label=0.5))
     assert terms["label"].item() == pytest.approx(0.5 * expected.item(), rel=1e-5)
     assert "label" not in slarm_losses(pred, gt, SlarmLossConfig())
+    # feature_balance weights it per class like the distillation: classes 0, 0, 1 -> n^-1 = 1/2, 1/2, 1
+    feats3 = torch.tensor([[1.0, 0.0], [0.8, 0.6], [0.6, 0.8]]).reshape(1, 1, 1, 3, 2)
+    labels3 = torch.tensor([0, 0, 1]).reshape(1, 1, 1, 3)
+    ce = F.cross_entropy(torch.tensor([[1.0, 0.6], [0.8, 0.96], [0.6, 1.0]]) / QUERY_TEMPERATURE,
+                         torch.tensor([0, 0, 1]), reduction="none")
+    weighted = (ce * torch.tensor([0.5, 0.5, 1.0]) / (2 / 3)).mean()
+    balanced = slarm_losses({**pred, "features": feats3}, {**gt, "teacher_labels": labels3},
+                            SlarmLossConfig(label=0.5, feature_balance=1.0))
+    assert balanced["label"].item() == pytest.approx(0.5 * weighted.item(), rel=1e-5)
+    assert weighted.item() != pytest.approx(ce.mean().item(), rel=1e-3)
     # in the train step: only the new term differs, and it scales with the weight
     cfg, net, sample = _tiny_slarm_and_sample(store_root)
     batch = {k: torch.as_tensor(v)[None] for k, v in sample.items()}
