@@ -8,6 +8,9 @@
 # OUT_DIR/NAME/, and is then scored on `synthetic` (into OUT_DIR/results) and, for the semantics, on the
 # first 20 `val` scenes (benchmarks/bench_semantic_val.py, OUT_DIR/NAME.val.txt). Wait for gsplat's kernels
 # (benchmarks/gpu_warm_gsplat.py) before starting this. Progress lines go to OUT_DIR/probes.log.
+# STAGGER=S starts the i-th fine-tune S*i seconds after the first (so a later one that finds the GPU full
+# fails alone, after the others hold their memory). MOTION=1 also runs benchmarks/bench_motion_learned.py
+# on 8 `synthetic-mini` windows for each (OUT_DIR/NAME.motion.txt): its learned velocities.
 set -uo pipefail
 usage='usage: gpu_finetune_probes.sh OUT_DIR STEPS TRAIN_SCENES "NAME=MODEL@INIT[:FLAGS]" ...'
 OUT=${1:?$usage}
@@ -16,6 +19,8 @@ TRAIN_SCENES=${3:?$usage}
 shift 3
 [ $# -gt 0 ] || { echo "$usage" >&2; exit 2; }
 PY=${PYTHON:-python3}
+STAGGER=${STAGGER:-0}
+MOTION=${MOTION:-0}
 mkdir -p "$OUT/results"
 LOG="$OUT/probes.log"
 say() { echo "[probes $(date +%H:%M:%S)] $*" >> "$LOG"; }
@@ -26,15 +31,19 @@ cli prepare synthetic --split train --scenes "$TRAIN_SCENES" --workers "$(nproc)
   say "train data preparation failed"; exit 1; }
 (
   cli prepare synthetic --split test --scenes 50 --workers 4 --quiet >> "$LOG" 2>&1 &&
-    cli prepare synthetic --split val --scenes 20 --workers 4 --quiet >> "$LOG" 2>&1 && touch "$READY"
+    cli prepare synthetic --split val --scenes 20 --workers 4 --quiet >> "$LOG" 2>&1 &&
+    { [ "$MOTION" = 0 ] || cli prepare synthetic --split mini --quiet >> "$LOG" 2>&1; } && touch "$READY"
   say "test and val data prepared rc=$?"
 ) &
+index=0
 for spec in "$@"; do
+  delay=$((STAGGER * index)); index=$((index + 1))
   name=${spec%%=*}; rest=${spec#*=}
   model=${rest%%@*}; rest=${rest#*@}
   init=${rest%%:*}; flags=""
   [ "$rest" != "$init" ] && flags=${rest#*:}
   (
+    sleep "$delay"
     # shellcheck disable=SC2086  # FLAGS are words on purpose
     "$PY" -m slarm_bench.train "$model" --out-dir "$OUT/$name" --data-root "$SLARM_BENCH_DATA" \
       --steps "$STEPS" --batch-size 4 --warmup 100 --ckpt-every 200 --log-every 25 --num-workers 3 \
@@ -50,6 +59,10 @@ for spec in "$@"; do
     "$PY" benchmarks/bench_semantic_val.py "$ckpt" --split val --scenes 20 --device cuda \
       > "$OUT/$name.val.txt" 2>&1
     say "val semantics of $name rc=$?"
+    if [ "$MOTION" != 0 ]; then
+      "$PY" benchmarks/bench_motion_learned.py "$model=$ckpt" --windows 8 --device cuda > "$OUT/$name.motion.txt" 2>&1
+      say "velocities of $name rc=$?"
+    fi
   ) &
 done
 wait
