@@ -319,3 +319,24 @@ def test_box_acceleration_looks_up_each_pixels_track_at_its_frame():
     np.testing.assert_array_equal(out0, [[0, 0, 0], [1, 0, 0], [0, 0, 0], [0, 0, 0], [1, 0, 0]])
     out1 = oracle_mod.box_acceleration(clip, 1, np.array([4, 9]))
     np.testing.assert_array_equal(out1, [[0, 3, 0], [0, 0, 0]])
+
+
+def test_older_samples_of_moving_things_land_right_only_with_the_right_motion_order(monkeypatch):
+    """MOVING_NEAREST_ONLY = 0 (a sweep knob) renders moving things from every context time: under
+    acceleration the first-order oracle then draws ghosts of the board where older samples drift to, the
+    second-order one puts every sample on the board; the default (nearest time only) draws no ghost."""
+    board = {"centre": (-0.8, 0.0, 5.0), "half": 0.6, "v": (0.4, 0.0, 0.0), "a": (1.0, 0.0, 0.0),
+             "rgb": (0.1, 0.8, 0.2)}
+    still = [_pose((0.0, 0.0, 0.0))] * 4
+    clip = _with_board_track(_clip(still, CONTEXT_TIMES, board), board)
+    t = 1.7
+    _, _, label, _ = _render(still[0], t, board)
+    allowed = _grow(_grow(label == VEHICLE))
+
+    def ghosts(model) -> int:
+        return int(((_predict(model, clip, still[0], t).semantic[0].numpy() == VEHICLE) & ~allowed).sum())
+
+    assert ghosts(make_oracle(backend="torch")) == 0
+    monkeypatch.setattr(oracle_mod, "MOVING_NEAREST_ONLY", 0)
+    assert ghosts(make_oracle(backend="torch")) > 50
+    assert ghosts(make_accel_oracle(backend="torch")) == 0

@@ -63,6 +63,10 @@ EDGE_CORRECTION = 0.1
 #: Splat size of moving things: they come from one context time only, so there are no other views to fill
 #: the gaps of smaller splats (dynamic PSNR 26.99 dB at 0.5 against 24.7 at 0.35 in that sweep).
 MOVING_FOOTPRINT = 0.5
+#: 1: moving things come from the nearest context time only (older samples are ghosts wherever the motion
+#: model is wrong); 0: from every context time, which tests how much a better motion model (oracle-accel)
+#: recovers from older samples (benchmarks/bench_oracle_sweep.py MOVING_NEAREST_ONLY=0).
+MOVING_NEAREST_ONLY = 1
 #: Ground-truth speed (m/s) above which a pixel belongs to something moving.
 MOVING_SPEED = 0.05
 #: Another view's surface goes in front of the nearest view's only when it is this much (relative depth)
@@ -226,7 +230,7 @@ class GroundTruthOracle(Model):
         best = view == nearest * v + cam
         # Moving things only from the nearest context time: their samples from other times land elsewhere
         # as soon as the motion is not constant velocity (and anywhere for the static variant): ghosts.
-        others = ~best & (~scene.payload["moving"] | (view // v == nearest))
+        others = ~best & (~scene.payload["moving"] | (view // v == nearest)) if MOVING_NEAREST_ONLY else ~best
         rest = g.select(others)
         gains = scene.payload["gains"]                                      # [V,3]
         source = (view[others] % v).long()
