@@ -339,4 +339,5 @@ def test_older_samples_of_moving_things_land_right_only_with_the_right_motion_or
     assert ghosts(make_oracle(backend="torch")) == 0
     monkeypatch.setattr(oracle_mod, "MOVING_NEAREST_ONLY", 0)
     assert ghosts(make_oracle(backend="torch")) > 50
+    assert make_oracle(backend="torch").provenance()["reconstruction"].endswith("from every context time")
     assert ghosts(make_accel_oracle(backend="torch")) == 0

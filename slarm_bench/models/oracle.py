@@ -230,6 +230,7 @@ class GroundTruthOracle(Model):
         best = view == nearest * v + cam
         # Moving things only from the nearest context time: their samples from other times land elsewhere
         # as soon as the motion is not constant velocity (and anywhere for the static variant): ghosts.
+        # MOVING_NEAREST_ONLY = 0 keeps them, for the sweep that measures exactly that.
         others = ~best & (~scene.payload["moving"] | (view // v == nearest)) if MOVING_NEAREST_ONLY else ~best
         rest = g.select(others)
         gains = scene.payload["gains"]                                      # [V,3]
@@ -280,7 +281,8 @@ class GroundTruthOracle(Model):
         return {"model": self.name, "motion": motion,
                 "renderer_backend": self.backend, "uses_ground_truth": True,
                 "reconstruction": f"surface splats, colour prefilter ({PREFILTER_ITERATIONS} iterations), "
-                                  "layered, push-pull hole filling"}
+                                  "layered, push-pull hole filling"
+                                  + ("" if MOVING_NEAREST_ONLY else ", moving things from every context time")}
 
 
 def _camera_gains(context: Clip, depth: np.ndarray) -> np.ndarray:
