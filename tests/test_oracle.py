@@ -305,6 +305,8 @@ def test_the_accel_oracle_asks_for_instances_and_boxes():
     assert not {"instance", "boxes"} & set(make_oracle(backend="torch").context_fields)
     with pytest.raises(SlarmBenchError, match="instance masks, boxes"):
         model.reconstruct(_clip(CONTEXT_POSES, CONTEXT_TIMES))
+    with pytest.raises(SlarmBenchError, match="acceleration but no motion"):
+        oracle_mod.GroundTruthOracle(motion=False, acceleration=True)
 
 
 def test_box_acceleration_looks_up_each_pixels_track_at_its_frame():
