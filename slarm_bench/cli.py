@@ -172,6 +172,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="SLARM: class-balance power of the feature (and label) loss, 0 (the reference) to 1")
     p.add_argument("--motion-weight", type=float, default=None,
                    help="weight of the motion regulariser mean(m^2) (default: the reference 0.005)")
+    p.add_argument("--depth-weight", type=float, default=None,
+                   help="weight of the depth term L1(depth / max gt depth) on lidar pixels (default 1.0, the "
+                        "reference)")
     p.add_argument("--flow-weight", type=float, default=None,
                    help="SLARM: supervise the rendered flow with the dataset's flow labels (L1 weight; default "
                         "0, the reference: none)")
@@ -187,7 +190,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def _cmd_train(args: argparse.Namespace) -> int:
     from slarm_bench import api_models
 
-    weights = ("motion_weight", "flow_weight", "context_flow_weight", "label_weight")
+    weights = ("motion_weight", "depth_weight", "flow_weight", "context_flow_weight", "label_weight")
     extra = {k: getattr(args, k) for k in weights if getattr(args, k) is not None}
     result = api_models.train(args.model, dataset=args.dataset, out_dir=args.out_dir, steps=args.steps,
                               batch_size=args.batch_size, lr=args.lr, ckpt_every=args.ckpt_every,

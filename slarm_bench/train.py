@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from slarm_bench.losses import VELOCITY_WEIGHT
+from slarm_bench.losses import DEPTH_WEIGHT, VELOCITY_WEIGHT
 from slarm_bench.models.checkpoint import load_into, load_safetensors, safetensors_path, save_safetensors
 from slarm_bench.models.slarm_net import SlarmConfig
 from slarm_bench.models.storm import file_sha256
@@ -183,7 +183,8 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
           stop_after: int | None = None, init_from: str | os.PathLike | None = None,
           train_only: str = "all", feature_balance: float = 0.0,
           motion_weight: float = VELOCITY_WEIGHT, flow_weight: float = 0.0,
-          label_weight: float = 0.0, context_flow_weight: float = 0.0) -> dict[str, Any]:
+          label_weight: float = 0.0, context_flow_weight: float = 0.0,
+          depth_weight: float = DEPTH_WEIGHT) -> dict[str, Any]:
     """Train a STORM or SLARM preset (or `config`, a StormConfig / SlarmConfig overriding its architecture).
 
     Runs DDP when launched by torchrun (WORLD_SIZE > 1): env:// rendezvous, NCCL on CUDA, gloo on the CPU;
@@ -195,6 +196,8 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
     output of the exported model is that of init_from. feature_balance: see `SlarmLossConfig`.
     motion_weight: weight of the motion regulariser mean(m^2) (STORM's velocity, SLARM's every motion
     coefficient); the reference 0.005 by default. Recorded in the export's train.json.
+    depth_weight: weight of the depth term L1(depth / max gt depth) on lidar pixels (reference 1.0). Depth
+    is what sees motion along a camera ray, which the image barely shows (benchmarks/bench_motion_signal.py).
     flow_weight (SLARM only; 0 = the reference): supervise the rendered scene flow of the targets with the
     dataset's flow labels (L1, m/s), a probe of the motion head, not SLARM's self-supervised recipe.
     context_flow_weight (SLARM only; 0 = the reference): L1 of each context Gaussian's velocity against its
@@ -213,11 +216,12 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
     dev = torch.device(device)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
-    for name, value in (("motion_weight", motion_weight), ("flow_weight", flow_weight),
+    for name, value in (("motion_weight", motion_weight), ("depth_weight", depth_weight),
+                        ("flow_weight", flow_weight),
                         ("label_weight", label_weight), ("context_flow_weight", context_flow_weight)):
         if not (math.isfinite(value) and value >= 0):
             raise TrainError(f"{name} must be a finite number >= 0, got {value}")
-        if name != "motion_weight" and value and model_family(model) != "slarm":
+        if name not in ("motion_weight", "depth_weight") and value and model_family(model) != "slarm":
             raise TrainError(f"{name} applies to the SLARM presets only, not {model}")
     if distributed:
         import torch.distributed as dist
@@ -281,6 +285,7 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
     if feature_balance and fam.dataset is not SemanticWindowDataset:
         raise TrainError(f"feature_balance applies to the SLARM presets only, not {model}")
     step_module = fam.step(net, render_backend, lpips_weight, use_bf16, motion_weight=motion_weight,
+                           depth_weight=depth_weight,
                            **extra).to(dev)
     runner: nn.Module = step_module
     if distributed:
@@ -480,6 +485,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="SLARM: class-balance power p of the feature (and label) loss (0 = the reference loss)")
     p.add_argument("--motion-weight", type=float, default=VELOCITY_WEIGHT,
                    help=f"weight of the motion regulariser mean(m^2) (reference {VELOCITY_WEIGHT})")
+    p.add_argument("--depth-weight", type=float, default=DEPTH_WEIGHT,
+                   help=f"weight of the depth term L1(depth / max gt depth) on lidar pixels (reference "
+                        f"{DEPTH_WEIGHT})")
     p.add_argument("--flow-weight", type=float, default=0.0,
                    help="SLARM: supervise the rendered flow with the dataset's flow labels, L1 weight (0 = the "
                         "reference: no flow supervision)")
@@ -510,7 +518,8 @@ def main(argv: list[str] | None = None) -> None:
           backend=a.backend, compile=a.compile, max_scenes=a.max_scenes, num_targets=a.num_targets,
           feature_targets=a.feature_targets or None, init_from=a.init_from, train_only=a.train_only,
           feature_balance=a.feature_balance, motion_weight=a.motion_weight, flow_weight=a.flow_weight,
-          label_weight=a.label_weight, context_flow_weight=a.context_flow_weight, config=config)
+          label_weight=a.label_weight, context_flow_weight=a.context_flow_weight, depth_weight=a.depth_weight,
+          config=config)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from torch import nn
 
 from slarm_bench.clip import SLARM_CLASSES
 from slarm_bench.errors import SlarmBenchError, check_name
-from slarm_bench.losses import VELOCITY_WEIGHT, LossWeights, storm_losses
+from slarm_bench.losses import DEPTH_WEIGHT, VELOCITY_WEIGHT, LossWeights, storm_losses
 from slarm_bench.losses_slarm import SlarmLossConfig, slarm_losses, slarm_render_targets
 from slarm_bench.models.slarm_net import SLARM_PRESETS, SlarmConfig, SlarmNet, slarm_config
 from slarm_bench.models.storm import context_inputs, gaussians_from_output, init_for_training, render_views
@@ -30,15 +30,16 @@ class StormTrainStep(nn.Module):
     """Network + renderer + losses as one module, so DDP sees every parameter used in one forward."""
 
     def __init__(self, net: StormNet, backend: str, lpips_weight: float, time_span: float = 2.0,
-                 bf16: bool = False, motion_weight: float = VELOCITY_WEIGHT) -> None:
+                 bf16: bool = False, motion_weight: float = VELOCITY_WEIGHT,
+                 depth_weight: float = DEPTH_WEIGHT) -> None:
         super().__init__()
         self.net, self.backend = net, backend
-        self.weights = LossWeights(lpips=lpips_weight, velocity=motion_weight)
+        self.weights = LossWeights(lpips=lpips_weight, velocity=motion_weight, depth=depth_weight)
         self.time_span, self.bf16 = time_span, bf16
         self.set_lpips(None)
 
     def summary(self) -> dict[str, Any]:
-        return {"motion_weight": self.weights.velocity}
+        return {"motion_weight": self.weights.velocity, "depth_weight": self.weights.depth}
 
     def set_lpips(self, fn: Any) -> None:
         """The frozen LPIPS network, kept out of the module tree (not in the state dict, not seen by DDP)."""
@@ -73,7 +74,8 @@ class SlarmTrainStep(nn.Module):
     def __init__(self, net: SlarmNet, backend: str, lpips_weight: float, bf16: bool = False,
                  feature_targets: int | None = None, feature_balance: float = 0.0,
                  motion_weight: float = VELOCITY_WEIGHT, flow_weight: float = 0.0,
-                 label_weight: float = 0.0, context_flow_weight: float = 0.0) -> None:
+                 label_weight: float = 0.0, context_flow_weight: float = 0.0,
+                 depth_weight: float = DEPTH_WEIGHT) -> None:
         super().__init__()
         from slarm_bench.text import default_encoder
 
@@ -85,7 +87,7 @@ class SlarmTrainStep(nn.Module):
         # lpips_start=0: the loop decides when LPIPS starts (it passes lpips_fn from then on).
         self.loss_cfg = SlarmLossConfig(lpips=lpips_weight, lpips_start=0, feature_balance=feature_balance,
                                         motion=motion_weight, flow=flow_weight, label=label_weight,
-                                        context_flow=context_flow_weight)
+                                        context_flow=context_flow_weight, depth=depth_weight)
         encoder = default_encoder()
         with torch.no_grad():
             table = encoder.encode(list(SLARM_CLASSES)).float()
@@ -100,6 +102,7 @@ class SlarmTrainStep(nn.Module):
         return {"teacher": f"synthetic teacher: text embedding of the ground-truth class ({self.teacher})",
                 "feature_targets": self.feature_targets or "all",
                 "feature_balance": self.loss_cfg.feature_balance, "motion_weight": self.loss_cfg.motion,
+                "depth_weight": self.loss_cfg.depth,
                 "flow_weight": self.loss_cfg.flow, "label_weight": self.loss_cfg.label,
                 "context_flow_weight": self.loss_cfg.context_flow}
 
@@ -196,8 +199,9 @@ class Family:
 
 
 def _storm_step(net: StormNet, backend: str, lpips_weight: float, bf16: bool,
-                motion_weight: float = VELOCITY_WEIGHT) -> StormTrainStep:
-    return StormTrainStep(net, backend, lpips_weight, bf16=bf16, motion_weight=motion_weight)
+                motion_weight: float = VELOCITY_WEIGHT, depth_weight: float = DEPTH_WEIGHT) -> StormTrainStep:
+    return StormTrainStep(net, backend, lpips_weight, bf16=bf16, motion_weight=motion_weight,
+                          depth_weight=depth_weight)
 
 
 FAMILIES: dict[str, Family] = {

@@ -13,6 +13,7 @@ from slarm_bench.data.synthetic import (
     FPS,
     SPLIT_SIZES,
     SyntheticAdapter,
+    SyntheticError,
     generate_sequence,
     split_seed,
     world_primitives,
@@ -73,6 +74,21 @@ def test_deterministic_and_seed_dependent(seq):
         assert arr.tobytes() == getattr(again.boxes, name).tobytes(), name
     other = generate_sequence(4, H, W, 2)
     assert other.images.tobytes() != seq.images[:2].tobytes()
+
+
+def test_a_higher_frame_rate_samples_the_same_scene_more_densely(seq):
+    """(T - 1) * 2 + 1 frames at 2 x FPS are the same scene: every other frame equals the FPS sequence's
+    (images, depth, flow, labels, poses, boxes), the times halve, and a bad rate is refused."""
+    dense = generate_sequence(3, H, W, (T - 1) * 2 + 1, fps=2 * FPS)
+    assert dense.meta["fps"] == 2 * FPS and seq.meta["fps"] == FPS
+    for name in ("images", "depth", "depth_dense", "flow", "semantic", "instance", "dynamic", "cam_to_world"):
+        assert getattr(dense, name)[::2].tobytes() == getattr(seq, name).tobytes(), name
+    assert np.allclose(dense.time[1::2] - dense.time[::2][:-1], 0.5 / FPS)
+    # The frames between are new: something moves between two FPS frames.
+    assert dense.images[1].tobytes() != dense.images[0].tobytes() != dense.images[2].tobytes()
+    for bad in (0.0, -10.0, float("nan")):
+        with pytest.raises(SyntheticError, match="fps must be a positive number"):
+            generate_sequence(3, H, W, 2, fps=bad)
 
 
 def test_splits_sizes_disjoint_and_errors():

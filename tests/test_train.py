@@ -427,3 +427,42 @@ def test_context_flow_supervises_each_context_gaussians_velocity(store_root, tmp
     expected = (out.motion[..., 0, :] - batch["ctx_flow"]).abs().sum(-1)[valid].mean()
     assert one["context_flow"].item() == pytest.approx(expected.item(), rel=1e-4)
     _check_slarm_only_loss_weight(store_root, tmp_path, cfg, "context_flow_weight")
+
+
+@pytest.mark.parametrize("model", ["storm-t", "slarm-t-o1"])
+def test_depth_weight_scales_the_depth_term_only(store_root, tmp_path, model):
+    """depth_weight sets the depth term's weight in the total (STORM logs the unweighted L1, SLARM the
+    weighted term); every other term is unchanged; the export records it; a negative weight is refused."""
+    import json
+
+    from slarm_bench.models.slarm_net import SlarmNet, slarm_config
+    from slarm_bench.models.storm import init_for_training
+    from slarm_bench.models.storm_net import StormNet
+    from slarm_bench.train_data import WindowDataset
+    from slarm_bench.train_family import SemanticWindowDataset, SlarmTrainStep, StormTrainStep
+
+    torch.manual_seed(0)
+    if model == "storm-t":
+        net = init_for_training(StormNet(CFG)).eval()
+        data, make = WindowDataset("synthetic", "train", store_root, (H, W), 1, False, None), StormTrainStep
+    else:
+        net = SlarmNet(slarm_config(model, **SLARM_CFG, image_size=(H, W), decoder_hidden=(16, 32))).eval()
+        data, make = SemanticWindowDataset("synthetic", "train", store_root, (H, W), 1, False, None), SlarmTrainStep
+    batch = {k: torch.as_tensor(v)[None] for k, v in data[(0, 3)].items()}
+    with torch.no_grad():
+        ref = make(net, "torch", 0.0)(batch, False)
+        high = make(net, "torch", 0.0, depth_weight=5.0)(batch, False)
+    unweighted = ref["depth"]  # at the reference weight 1.0 both families log the unweighted L1
+    assert float(unweighted) > 0
+    assert torch.allclose(high["loss"].double() - ref["loss"].double(), 4.0 * unweighted.double(), rtol=1e-4)
+    for term in set(ref) - {"depth", "loss"}:
+        assert torch.equal(high[term], ref[term]), term
+    cfg = CFG if model == "storm-t" else slarm_config(model, **SLARM_CFG, image_size=(H, W),
+                                                      decoder_hidden=(16, 32))
+    train(**{**options(store_root, tmp_path / "w", 1, device="cpu"), "model": model, "config": cfg,
+             "depth_weight": 5.0})
+    assert json.loads((tmp_path / "w" / f"{model}.train.json").read_text())["depth_weight"] == 5.0
+    with pytest.raises(SlarmBenchError, match="depth_weight"):
+        train(**{**options(store_root, tmp_path / "bad", 1, device="cpu"), "model": model, "config": cfg,
+                 "depth_weight": -1.0})
+    assert not (tmp_path / "bad").exists()

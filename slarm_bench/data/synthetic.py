@@ -165,8 +165,13 @@ def generate_sequence(
     lidar_azimuth_step_deg: float = LIDAR_AZIMUTH_STEP_DEG,
     antialias: int = ANTIALIAS,
     antialias_pixels: str = "adaptive",
+    fps: float = FPS,
 ) -> clip.Sequence:
     """One synthetic sequence (pure function of its arguments; see the module docstring).
+
+    fps: the frame rate. The scene depends on the seed and the duration (num_frames - 1) / fps only, so
+    (num_frames - 1) * K + 1 frames at K x FPS are the same scene sampled K times as densely (training data
+    with sub-frame supervision times; the benchmark's splits are prepared at FPS).
 
     antialias: S, the images' S x S rays per supersampled pixel (1 = one ray per pixel, as
     slarm-synthetic-1.0); antialias_pixels: "adaptive" (the pixels that alias, see synthetic_antialias) or
@@ -178,8 +183,11 @@ def generate_sequence(
     """
     _check_size(height, width, num_frames)
     samples = _check_antialias(antialias, antialias_pixels)
+    if not (isinstance(fps, (int, float)) and np.isfinite(fps) and fps > 0):
+        raise SyntheticError(f"fps must be a positive number (the default is {FPS:g}), got {fps!r}")
+    fps = float(fps)
     sampler = aa.Supersampler(samples, select=antialias_pixels) if samples > 1 else None
-    times = np.arange(num_frames) / FPS
+    times = np.arange(num_frames) / fps
     world = make_scene(seed, duration=float(times[-1]), num_cameras=len(CAMERA_NAMES))
     k = camera_intrinsics(height, width)
     c2w = camera_poses(world, times)
@@ -252,7 +260,7 @@ def generate_sequence(
         "scene": scene or f"seed-{int(seed)}",
         "camera_names": list(CAMERA_NAMES),
         "label_names": list(clip.SLARM_CLASSES),
-        "fps": FPS,
+        "fps": fps,
         "frame_indices": list(range(num_frames)),
         "schema_version": clip.SCHEMA_VERSION,
         "flow_dense": True,
