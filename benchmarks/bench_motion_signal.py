@@ -14,10 +14,14 @@ term that widens the basin. `--rate K --near D` generates the scene at K x 10 Hz
 times within D fine frames (D / (10 K) s) of a context time: does a target close in time to the context,
 where a car has moved a pixel or two rather than tens, give the loss a slope towards the true motion?
 
-    .venv/bin/python benchmarks/bench_motion_signal.py [--scene mini-00001] [--steps 30] [--blur 0]
+`--depth W` adds the training depth term (L1 of depth / max lidar depth on lidar pixels), which sees
+motion along a camera ray that the image shows only as a change of scale.
 
-Prints one JSON line every 5 steps: step, mean end-point error on dynamic pixels (m/s), and the zero-flow
-EPE. Needs the prepared synthetic mini split (`slarm-bench prepare synthetic --split mini`).
+    .venv/bin/python benchmarks/bench_motion_signal.py [--scene mini-00001] [--camera 1] [--steps 30]
+        [--shared] [--depth 0] [--reg 0] [--blur 0] [--rate 1 --near 0]
+
+Prints one JSON line every 5 steps: step, mean end-point error on dynamic pixels (m/s), the zero-flow
+EPE, and both split into the mean error along each pixel's camera ray and the mean error across it. Needs the prepared synthetic mini split (`slarm-bench prepare synthetic --split mini`).
 """
 
 from __future__ import annotations
