@@ -21,7 +21,8 @@ motion along a camera ray that the image shows only as a change of scale.
         [--shared] [--depth 0] [--reg 0] [--blur 0] [--rate 1 --near 0]
 
 Prints one JSON line every 5 steps: step, mean end-point error on dynamic pixels (m/s), the zero-flow
-EPE, and both split into the mean error along each pixel's camera ray and the mean error across it. Needs the prepared synthetic mini split (`slarm-bench prepare synthetic --split mini`).
+EPE, and both split into the mean error along each pixel's camera ray and the mean error across it.
+Needs the prepared synthetic mini split (`slarm-bench prepare synthetic --split mini`) unless --rate > 1.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from slarm_bench import __version__
+from slarm_bench import __version__, train_options
 
 
 def _add_prepare(sub: argparse._SubParsersAction) -> None:
@@ -150,55 +150,17 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                        description="Train a reference model on prepared data; resumes from the latest "
                                    "checkpoint in --out-dir. Runs under torchrun for DDP.")
     p.add_argument("--model", required=True, help="preset to train, e.g. storm-t, static-t, slarm-t")
-    p.add_argument("--dataset", default="synthetic")
-    p.add_argument("--out-dir", required=True, help="checkpoints, logs and the exported weights go here")
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=4e-4)
-    p.add_argument("--ckpt-every", type=int, default=500)
-    p.add_argument("--max-minutes", type=float, default=None, help="stop and export after this long")
+    train_options.add_shared_arguments(p)
     p.add_argument("--root", default=None, help="store root (default $SLARM_BENCH_DATA or ./data/prepared)")
-    p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=4, help="data-loader worker processes")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--warmup", type=int, default=500, help="linear warm-up steps before the cosine decay")
-    p.add_argument("--feature-targets", type=int, default=1,
-                   help="SLARM: target timesteps per sample that also distil language features (0 = all)")
-    p.add_argument("--init-from", default=None,
-                   help="fine-tune: start from this safetensors export of the same configuration")
-    p.add_argument("--train-only", default="all", choices=["all", "features"],
-                   help="features: train only SLARM's language-feature head and decoder (the rest frozen)")
-    p.add_argument("--feature-balance", type=float, default=0.0,
-                   help="SLARM: class-balance power of the feature (and label) loss, 0 (the reference) to 1")
-    p.add_argument("--motion-weight", type=float, default=None,
-                   help="weight of the motion regulariser mean(m^2) (default: the reference 0.005)")
-    p.add_argument("--depth-weight", type=float, default=None,
-                   help="weight of the depth term L1(depth / max gt depth) on lidar pixels (default 1.0, the "
-                        "reference)")
-    p.add_argument("--flow-weight", type=float, default=None,
-                   help="SLARM: supervise the rendered flow with the dataset's flow labels (L1 weight; default "
-                        "0, the reference: none)")
-    p.add_argument("--context-flow-weight", type=float, default=None,
-                   help="SLARM: supervise each context Gaussian's velocity with its pixel's flow label (L1 "
-                        "weight; default 0, the reference: none)")
-    p.add_argument("--label-weight", type=float, default=None,
-                   help="SLARM: fine-tune on labelled frames, cross-entropy of the query's class logits "
-                        "(weight; default 0, the reference: distillation only)")
     p.set_defaults(func=_cmd_train)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from slarm_bench import api_models
 
-    weights = ("motion_weight", "depth_weight", "flow_weight", "context_flow_weight", "label_weight")
-    extra = {k: getattr(args, k) for k in weights if getattr(args, k) is not None}
-    result = api_models.train(args.model, dataset=args.dataset, out_dir=args.out_dir, steps=args.steps,
-                              batch_size=args.batch_size, lr=args.lr, ckpt_every=args.ckpt_every,
-                              max_minutes=args.max_minutes, data_root=args.root, device=args.device,
-                              num_workers=args.workers, seed=args.seed, warmup=args.warmup,
-                              feature_targets=args.feature_targets or None, init_from=args.init_from,
-                              train_only=args.train_only, feature_balance=args.feature_balance,
-                              **extra)
+    result = api_models.train(args.model, **train_options.shared_values(args), data_root=args.root,
+                              num_workers=args.workers)
     print(f"trained {args.model} to step {result['step']}: final loss {result['final_loss']:.4f}, "
           f"PSNR {result['final_psnr']:.2f} dB -> {result['export']} (sha256 {result['sha256'][:12]})")
     return 0

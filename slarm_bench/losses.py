@@ -14,9 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-DEPTH_WEIGHT = 1.0
-SKY_WEIGHT = 0.1
-VELOCITY_WEIGHT = 0.005
+from slarm_bench.train_options import DEPTH_WEIGHT, SKY_WEIGHT, VELOCITY_WEIGHT
 
 
 @dataclass

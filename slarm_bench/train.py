@@ -447,23 +447,18 @@ def _export(net: nn.Module, cfg: StormConfig | SlarmConfig, model: str, out: Pat
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m slarm_bench.train ...` (what torchrun launches); `slarm-bench train` takes the same."""
+    """`python -m slarm_bench.train ...` (what torchrun launches); `slarm-bench train` takes the shared
+    options (`train_options`) and names the data root and loader workers --root and --workers."""
     import argparse
+
+    from slarm_bench import train_options
 
     p = argparse.ArgumentParser(prog="python -m slarm_bench.train")
     p.add_argument("model", nargs="?", default="storm-t")
-    p.add_argument("--dataset", default="synthetic")
-    p.add_argument("--out-dir", required=True)
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=4e-4)
-    p.add_argument("--warmup", type=int, default=500)
+    train_options.add_shared_arguments(p)
     p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--grad-clip", type=float, default=3.0)
-    p.add_argument("--ckpt-every", type=int, default=500)
     p.add_argument("--no-resume", action="store_true")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
     p.add_argument("--no-bf16", action="store_true")
     p.add_argument("--num-workers", type=int, default=4)
     p.add_argument("--log-every", type=int, default=10)
@@ -471,32 +466,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--lpips-start", type=int, default=5000)
     p.add_argument("--data-root", default=None)
     p.add_argument("--generate-on-the-fly", action="store_true")
-    p.add_argument("--max-minutes", type=float, default=None)
     p.add_argument("--backend", default="auto")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--max-scenes", type=int, default=None)
     p.add_argument("--num-targets", type=int, default=4)
-    p.add_argument("--feature-targets", type=int, default=1,
-                   help="SLARM: target timesteps per sample that also render and distil language features "
-                        "(0 = all)")
-    p.add_argument("--init-from", default=None, help="start from this safetensors export (fine-tuning)")
-    p.add_argument("--train-only", default="all", help="all, or features (SLARM: feature head + decoder)")
-    p.add_argument("--feature-balance", type=float, default=0.0,
-                   help="SLARM: class-balance power p of the feature (and label) loss (0 = the reference loss)")
-    p.add_argument("--motion-weight", type=float, default=VELOCITY_WEIGHT,
-                   help=f"weight of the motion regulariser mean(m^2) (reference {VELOCITY_WEIGHT})")
-    p.add_argument("--depth-weight", type=float, default=DEPTH_WEIGHT,
-                   help=f"weight of the depth term L1(depth / max gt depth) on lidar pixels (reference "
-                        f"{DEPTH_WEIGHT})")
-    p.add_argument("--flow-weight", type=float, default=0.0,
-                   help="SLARM: supervise the rendered flow with the dataset's flow labels, L1 weight (0 = the "
-                        "reference: no flow supervision)")
-    p.add_argument("--context-flow-weight", type=float, default=0.0,
-                   help="SLARM: L1 of each context Gaussian's velocity against its pixel's flow label, weight "
-                        "(0 = the reference: no flow supervision)")
-    p.add_argument("--label-weight", type=float, default=0.0,
-                   help="SLARM: cross-entropy of the query's class logits against the labels, weight (0 = "
-                        "the reference: distillation only; the paper's labelled fine-tune)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override one field of the preset's configuration (VALUE is JSON), e.g. speed_shift=4.6")
     a = p.parse_args(argv)
@@ -510,17 +483,11 @@ def main(argv: list[str] | None = None) -> None:
                 raise SystemExit(f"--set {item!r}: write FIELD=VALUE, e.g. speed_shift=4.6")
             overrides[key] = json.loads(value)
         config = {**fam.preset(a.model).to_dict(), **overrides}
-    train(a.model, a.dataset, a.out_dir, a.steps, a.batch_size, a.lr, a.warmup, a.weight_decay,
-          grad_clip=a.grad_clip, ckpt_every=a.ckpt_every, resume=not a.no_resume, seed=a.seed,
-          device=a.device, bf16=False if a.no_bf16 else None, num_workers=a.num_workers,
-          log_every=a.log_every, lpips_weight=a.lpips_weight, lpips_start=a.lpips_start,
-          data_root=a.data_root, generate_on_the_fly=a.generate_on_the_fly, max_minutes=a.max_minutes,
-          backend=a.backend, compile=a.compile, max_scenes=a.max_scenes, num_targets=a.num_targets,
-          feature_targets=a.feature_targets or None, init_from=a.init_from, train_only=a.train_only,
-          feature_balance=a.feature_balance, motion_weight=a.motion_weight, flow_weight=a.flow_weight,
-          label_weight=a.label_weight, context_flow_weight=a.context_flow_weight, depth_weight=a.depth_weight,
-          config=config)
-
+    train(a.model, **train_options.shared_values(a), weight_decay=a.weight_decay, grad_clip=a.grad_clip,
+          resume=not a.no_resume, bf16=False if a.no_bf16 else None, num_workers=a.num_workers,
+          log_every=a.log_every, lpips_weight=a.lpips_weight, lpips_start=a.lpips_start, data_root=a.data_root,
+          generate_on_the_fly=a.generate_on_the_fly, backend=a.backend, compile=a.compile,
+          max_scenes=a.max_scenes, num_targets=a.num_targets, config=config)
 
 if __name__ == "__main__":
     main()
