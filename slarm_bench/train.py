@@ -489,5 +489,6 @@ def main(argv: list[str] | None = None) -> None:
           generate_on_the_fly=a.generate_on_the_fly, backend=a.backend, compile=a.compile,
           max_scenes=a.max_scenes, num_targets=a.num_targets, config=config)
 
+
 if __name__ == "__main__":
     main()
