@@ -78,7 +78,7 @@ def test_deterministic_and_seed_dependent(seq):
 
 def test_a_higher_frame_rate_samples_the_same_scene_more_densely(seq):
     """(T - 1) * 2 + 1 frames at 2 x FPS are the same scene: every other frame equals the FPS sequence's
-    (images, depth, flow, labels, poses, boxes), the times halve, and a bad rate is refused."""
+    (images, depth, flow, labels, masks, poses), the frames between are new, and a bad rate is refused."""
     dense = generate_sequence(3, H, W, (T - 1) * 2 + 1, fps=2 * FPS)
     assert dense.meta["fps"] == 2 * FPS and seq.meta["fps"] == FPS
     for name in ("images", "depth", "depth_dense", "flow", "semantic", "instance", "dynamic", "cam_to_world"):

@@ -252,14 +252,9 @@ def test_cli_set_overrides_the_preset_configuration(store_root, tmp_path):
         main([*common, "--set", "sped_shift=4.6"])
 
 
-@pytest.mark.parametrize("model", ["storm-t", "slarm-t-o1"])
-def test_motion_weight_scales_the_motion_regulariser_only(store_root, tmp_path, model):
-    """motion_weight sets the regulariser's weight: the logged motion term is weight x mean(m^2), so with
-    the same weights and batch the weighted terms differ by the ratio of the weights and nothing else
-    changes; the export records the weight; a negative weight is refused before anything is written."""
-    import json
-
-    from slarm_bench.losses import VELOCITY_WEIGHT
+def _tiny_step_inputs(store_root, model: str):
+    """(tiny eval-mode network, its train-step class, one batched sample, its config) for storm-t or a SLARM
+    preset, for tests that compare one loss term under two weights."""
     from slarm_bench.models.slarm_net import SlarmNet, slarm_config
     from slarm_bench.models.storm import init_for_training
     from slarm_bench.models.storm_net import StormNet
@@ -268,13 +263,26 @@ def test_motion_weight_scales_the_motion_regulariser_only(store_root, tmp_path, 
 
     torch.manual_seed(0)
     if model == "storm-t":
-        net, key = init_for_training(StormNet(CFG)).eval(), "velocity"
-        data, make = WindowDataset("synthetic", "train", store_root, (H, W), 1, False, None), StormTrainStep
+        net, make, dataset, cfg = init_for_training(StormNet(CFG)).eval(), StormTrainStep, WindowDataset, CFG
     else:
-        net = SlarmNet(slarm_config(model, **SLARM_CFG, image_size=(H, W), decoder_hidden=(16, 32))).eval()
-        key, data, make = "motion", SemanticWindowDataset("synthetic", "train", store_root, (H, W), 1, False,
-                                                           None), SlarmTrainStep
+        cfg = slarm_config(model, **SLARM_CFG, image_size=(H, W), decoder_hidden=(16, 32))
+        net, make, dataset = SlarmNet(cfg).eval(), SlarmTrainStep, SemanticWindowDataset
+    data = dataset("synthetic", "train", store_root, (H, W), 1, False, None)
     batch = {k: torch.as_tensor(v)[None] for k, v in data[(0, 3)].items()}
+    return net, make, batch, cfg
+
+
+@pytest.mark.parametrize("model", ["storm-t", "slarm-t-o1"])
+def test_motion_weight_scales_the_motion_regulariser_only(store_root, tmp_path, model):
+    """motion_weight sets the regulariser's weight: the logged motion term is weight x mean(m^2), so with
+    the same weights and batch the weighted terms differ by the ratio of the weights and nothing else
+    changes; the export records the weight; a negative weight is refused before anything is written."""
+    import json
+
+    from slarm_bench.losses import VELOCITY_WEIGHT
+
+    net, make, batch, cfg = _tiny_step_inputs(store_root, model)
+    key = "velocity" if model == "storm-t" else "motion"
     with torch.no_grad():
         ref = make(net, "torch", 0.0)(batch, False)
         low = make(net, "torch", 0.0, motion_weight=VELOCITY_WEIGHT / 100)(batch, False)
@@ -288,8 +296,6 @@ def test_motion_weight_scales_the_motion_regulariser_only(store_root, tmp_path, 
     assert torch.allclose(ref["loss"].double() - low["loss"].double(), weighted.double(), rtol=0.05, atol=1e-6)
     for term in set(ref) - {key, "loss"}:
         assert torch.equal(low[term], ref[term]), term
-    cfg = CFG if model == "storm-t" else slarm_config(model, **SLARM_CFG, image_size=(H, W),
-                                                      decoder_hidden=(16, 32))
     train(**{**options(store_root, tmp_path / "w", 1, device="cpu"), "model": model, "config": cfg,
              "motion_weight": 1e-5})
     assert json.loads((tmp_path / "w" / f"{model}.train.json").read_text())["motion_weight"] == 1e-5
@@ -435,20 +441,7 @@ def test_depth_weight_scales_the_depth_term_only(store_root, tmp_path, model):
     weighted term); every other term is unchanged; the export records it; a negative weight is refused."""
     import json
 
-    from slarm_bench.models.slarm_net import SlarmNet, slarm_config
-    from slarm_bench.models.storm import init_for_training
-    from slarm_bench.models.storm_net import StormNet
-    from slarm_bench.train_data import WindowDataset
-    from slarm_bench.train_family import SemanticWindowDataset, SlarmTrainStep, StormTrainStep
-
-    torch.manual_seed(0)
-    if model == "storm-t":
-        net = init_for_training(StormNet(CFG)).eval()
-        data, make = WindowDataset("synthetic", "train", store_root, (H, W), 1, False, None), StormTrainStep
-    else:
-        net = SlarmNet(slarm_config(model, **SLARM_CFG, image_size=(H, W), decoder_hidden=(16, 32))).eval()
-        data, make = SemanticWindowDataset("synthetic", "train", store_root, (H, W), 1, False, None), SlarmTrainStep
-    batch = {k: torch.as_tensor(v)[None] for k, v in data[(0, 3)].items()}
+    net, make, batch, cfg = _tiny_step_inputs(store_root, model)
     with torch.no_grad():
         ref = make(net, "torch", 0.0)(batch, False)
         high = make(net, "torch", 0.0, depth_weight=5.0)(batch, False)
@@ -457,8 +450,6 @@ def test_depth_weight_scales_the_depth_term_only(store_root, tmp_path, model):
     assert torch.allclose(high["loss"].double() - ref["loss"].double(), 4.0 * unweighted.double(), rtol=1e-4)
     for term in set(ref) - {"depth", "loss"}:
         assert torch.equal(high[term], ref[term]), term
-    cfg = CFG if model == "storm-t" else slarm_config(model, **SLARM_CFG, image_size=(H, W),
-                                                      decoder_hidden=(16, 32))
     train(**{**options(store_root, tmp_path / "w", 1, device="cpu"), "model": model, "config": cfg,
              "depth_weight": 5.0})
     assert json.loads((tmp_path / "w" / f"{model}.train.json").read_text())["depth_weight"] == 5.0
