@@ -1,0 +1,106 @@
+"""benchmarks/bench_truth_injected.py: the wrapped model never sees the truth, and the truth lands where it says."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from slarm_bench.clip import SLARM_CLASSES
+from slarm_bench.metrics.semantic import predict_semantic
+from tests.test_slarm import H, V, W, tiny_clip, tiny_model
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_truth_injected.py"
+
+
+def _probe_module():
+    spec = importlib.util.spec_from_file_location("bench_truth_injected", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _context(t: int = 2):
+    clip = tiny_clip(t)
+    rng = np.random.default_rng(1)
+    return clip.replace(flow=rng.normal(0, 5, (t, V, H, W, 3)).astype(np.float32))
+
+
+class _Spy:
+    """Wraps a model and records the context fields it was given."""
+
+    def __init__(self, inner):
+        self.inner, self.seen = inner, []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def reconstruct(self, context):
+        self.seen.append((context.flow, context.semantic))
+        return self.inner.reconstruct(context)
+
+
+def test_velocity_truth_replaces_the_motion_and_hides_the_flow_from_the_model():
+    probe = _probe_module()
+    spy = _Spy(tiny_model())
+    wrapped = probe.TruthInjected(spy, ("velocity",))
+    assert wrapped.context_fields == ("flow",)
+    context = _context()
+    scene = wrapped.reconstruct(context)
+    assert spy.seen == [(None, None)]
+    motion = scene.gaussians.motion                                      # [1, T*V*H*W, 3, 3]
+    assert motion.shape == (1, context.flow[..., 0].size, 3, 3)
+    torch.testing.assert_close(motion[0, :, 0], torch.from_numpy(context.flow.reshape(-1, 3)))
+    assert float(motion[0, :, 1:].abs().max()) == 0.0
+
+
+def test_feature_codes_decode_to_their_class_and_land_on_labelled_pixels_only():
+    probe = _probe_module()
+    model = tiny_model()
+    wrapped = probe.TruthInjected(model, ("features",))
+    codes = wrapped.codes                                               # [9, 64] in (0,1)
+    decoded = model.net.decode_features(codes).float()
+    got = predict_semantic(decoded, model.class_embeddings(), others_index=SLARM_CLASSES.index("others"))
+    assert got.tolist() == list(range(len(SLARM_CLASSES)))
+    context = _context()
+    own = model.reconstruct(context).gaussians.features[0]
+    features = wrapped.reconstruct(context).gaussians.features[0]
+    labels = torch.from_numpy(context.semantic.reshape(-1).astype(np.int64))
+    labelled = labels != probe.UNLABELLED
+    torch.testing.assert_close(features[labelled], codes[labels[labelled]])
+    torch.testing.assert_close(features[~labelled], own[~labelled])
+
+
+def test_label_render_reads_the_true_classes_back_and_shows_sky_where_nothing_is():
+    probe = _probe_module()
+    model = tiny_model()
+    wrapped = probe.TruthInjected(model, ("labels",))
+    context = _context(1)
+    scene = wrapped.reconstruct(context)
+    g = scene.gaussians
+    # Geometry exact enough to read labels back: small opaque Gaussians on camera 0's pixel rays only (the
+    # tiny clip's cameras look the same way, so the others' Gaussians would occlude camera 0's).
+    n = g.means.shape[1]
+    opacities = torch.zeros(1, n)
+    opacities[0, :H * W] = 1.0
+    scene.gaussians = type(g)(means=g.means, quats=g.quats, scales=torch.full((1, n, 3), 1e-3),
+                              opacities=opacities, colors=g.colors, features=g.features,
+                              motion=g.motion, origin_time=g.origin_time)
+    pred = wrapped.render(scene, context.cam_to_world[0], context.intrinsics[0], float(context.time[0]), (H, W))
+    truth = torch.from_numpy(context.semantic[0, 0].astype(np.int64))
+    labelled = truth != probe.UNLABELLED
+    assert float((pred.semantic[0][labelled] == truth[labelled]).float().mean()) > 0.9
+    # The unlabelled rows carry all-zero one-hot vectors: nothing is composited there, so the rule says sky.
+    assert bool((pred.semantic[0][~labelled] == SLARM_CLASSES.index("sky")).all())
+
+
+def test_a_model_without_features_is_refused_with_a_message():
+    probe = _probe_module()
+    wrapped = probe.TruthInjected(tiny_model(), ("velocity",))
+    scene = wrapped.inner.reconstruct(_context())
+    scene.gaussians = type(scene.gaussians)(**{**scene.gaussians.__dict__, "features": None})
+    with pytest.raises(SystemExit, match="no semantic features"):
+        wrapped._true_features(scene.gaussians, _context())
