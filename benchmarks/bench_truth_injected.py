@@ -1,6 +1,6 @@
 """What would a trained model score with exact motion, or exact semantics, on its own geometry?
 
-    python3 benchmarks/bench_truth_injected.py MODEL[=CHECKPOINT] ... [--truth velocity features]
+    python3 benchmarks/bench_truth_injected.py MODEL[=CHECKPOINT] ... [--truth velocity velocity,labels ...]
         [--protocol synthetic] [--device cuda] [--results results-sweep] [--max-windows N] [--skip-baseline]
 
 For each model (a registered preset; PRESET=PATH loads a safetensors export instead) this scores, through
@@ -8,6 +8,9 @@ the harness and with the protocol's metrics, the model's own reconstruction of e
 ground truth put into its Gaussians (one pixel-aligned Gaussian per context pixel):
 - `velocity`: the motion of each context Gaussian becomes its pixel's true scene flow (m/s, order 1,
   higher-order coefficients zero) about the context frame's time;
+- `acceleration` (with `velocity`): adds, as the order-2 coefficient, the acceleration of the box of the
+  pixel's agent at the context time (the box centre's, as `oracle-accel`; zero off boxes), whatever order
+  the model itself predicts;
 - `features` (SLARM models): each context Gaussian of a labelled pixel carries the feature code that the
   model's own decoder turns into that pixel's true class (one 64-d code per class, found by gradient descent
   through the decoder and the query rule; unlabelled pixels keep the model's features);
@@ -40,7 +43,7 @@ from slarm_bench.models.base import Model, Prediction, Scene
 
 HEADLINE = ("psnr", "psnr_static", "psnr_dynamic", "flow_epe3d", "flow_epe3d_accel", "miou", "accuracy")
 PROBE_NAME = "truth-injected"
-TRUTHS = ("velocity", "features", "labels")
+TRUTHS = ("velocity", "acceleration", "features", "labels")
 SKY_BELOW = 0.5     # a pixel whose composited label weight is below this shows the sky behind the Gaussians
 UNLABELLED = 255
 
@@ -85,12 +88,15 @@ class TruthInjected(Model):
     def __init__(self, inner: Model, truth: tuple[str, ...]) -> None:
         self.inner, self.truth = inner, truth
         self.produces = inner.produces
-        self.context_fields = tuple(f for f, t in (("flow", "velocity"), ("semantic", "features"),
-                                                    ("semantic", "labels")) if t in truth)
+        if "acceleration" in truth and "velocity" not in truth:
+            raise SystemExit("--truth acceleration needs velocity too: write velocity,acceleration")
+        needs = {"velocity": ("flow",), "acceleration": ("instance", "boxes"), "features": ("semantic",),
+                 "labels": ("semantic",)}
+        self.context_fields = tuple(dict.fromkeys(f for t in truth for f in needs[t]))
         self.codes = class_codes(inner) if "features" in truth else None
 
     def reconstruct(self, context: Any) -> Scene:
-        scene = self.inner.reconstruct(context.replace(flow=None, semantic=None))
+        scene = self.inner.reconstruct(context.replace(flow=None, semantic=None, instance=None, boxes=None))
         g = scene.gaussians
         changes: dict[str, Any] = {}
         if "velocity" in self.truth:
@@ -115,15 +121,27 @@ class TruthInjected(Model):
 
         n = g.means.shape[1]
         flow = self._pixels(g, np.asarray(context.flow, np.float32), "flow")      # [T*V*H*W, 3], g's order
-        order = g.motion.shape[2] if g.motion is not None else 1
+        order = max(g.motion.shape[2] if g.motion is not None else 1, 2 if "acceleration" in self.truth else 1)
         motion = torch.zeros(1, n, order, 3, dtype=g.means.dtype, device=g.means.device)
         motion[0, :, 0] = torch.from_numpy(flow).to(g.means.device, g.means.dtype)
+        if "acceleration" in self.truth:
+            motion[0, :, 1] = torch.from_numpy(self._box_accelerations(g, context)).to(g.means.device,
+                                                                                      g.means.dtype)
         origin = g.origin_time
         if origin is None:              # a static model: each Gaussian moves about its own frame's time
             t = len(context.time)
             seconds = torch.as_tensor(np.asarray(context.time, np.float64), dtype=torch.float32)
             origin = seconds[:, None].expand(t, n // t).reshape(1, n).to(g.means.device)
         return {"motion": motion, "origin_time": origin}
+
+    def _box_accelerations(self, g: Any, context: Any) -> np.ndarray:
+        """[T*V*H*W, 3] acceleration (m/s^2, world) of each context pixel's box at its frame."""
+        from slarm_bench.models.oracle import box_acceleration
+
+        instance = np.asarray(context.instance)                           # [T,V,H,W]
+        self._pixels(g, instance, "instance")
+        t = instance.shape[0]
+        return np.concatenate([box_acceleration(context, ti, instance[ti].reshape(-1)) for ti in range(t)])
 
     def _true_features(self, g: Any, context: Any) -> Any:
         import torch
@@ -211,8 +229,9 @@ def score(name: str, truth: tuple[str, ...], protocol: str, device: str, results
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("models", nargs="+", metavar="MODEL[=CHECKPOINT]")
-    ap.add_argument("--truth", nargs="+", choices=TRUTHS, default=["velocity"],
-                    help="what to replace by the ground truth (each alone, then all together if several)")
+    ap.add_argument("--truth", nargs="+", default=["velocity"], metavar="WHAT[,WHAT...]",
+                    help=f"one run each: what to replace by the ground truth, of {', '.join(TRUTHS)}; "
+                         "join several with commas for one run with all of them")
     ap.add_argument("--protocol", default="synthetic-mini")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--results", type=Path, default=Path("results-sweep"))
@@ -220,7 +239,11 @@ def main() -> None:
     ap.add_argument("--skip-baseline", action="store_true", help="do not score the model's own row")
     args = ap.parse_args()
     root = args.results / PROBE_NAME
-    runs = [(t,) for t in args.truth] + ([tuple(args.truth)] if len(args.truth) > 1 else [])
+    runs = [tuple(item.split(",")) for item in args.truth]
+    for run in runs:
+        unknown = [t for t in run if t not in TRUTHS]
+        if unknown:
+            ap.error(f"unknown --truth {','.join(unknown)}: choose from {', '.join(TRUTHS)}")
     for name in args.models:
         for truth in ([] if args.skip_baseline else [()]) + runs:
             print(json.dumps(score(name, truth, args.protocol, args.device, root, args.max_windows)), flush=True)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from slarm_bench.clip import SLARM_CLASSES
+from slarm_bench.clip import SLARM_CLASSES, Boxes
 from slarm_bench.metrics.semantic import predict_semantic
 from tests.test_slarm import H, V, W, tiny_clip, tiny_model
 
@@ -39,7 +39,7 @@ class _Spy:
         return getattr(self.inner, name)
 
     def reconstruct(self, context):
-        self.seen.append((context.flow, context.semantic))
+        self.seen.append((context.flow, context.semantic, context.instance, context.boxes))
         return self.inner.reconstruct(context)
 
 
@@ -50,11 +50,37 @@ def test_velocity_truth_replaces_the_motion_and_hides_the_flow_from_the_model():
     assert wrapped.context_fields == ("flow",)
     context = _context()
     scene = wrapped.reconstruct(context)
-    assert spy.seen == [(None, None)]
+    assert spy.seen == [(None, None, None, None)]
     motion = scene.gaussians.motion                                      # [1, T*V*H*W, 3, 3]
     assert motion.shape == (1, context.flow[..., 0].size, 3, 3)
     torch.testing.assert_close(motion[0, :, 0], torch.from_numpy(context.flow.reshape(-1, 3)))
     assert float(motion[0, :, 1:].abs().max()) == 0.0
+
+
+def test_acceleration_truth_is_each_pixels_box_acceleration_at_its_frame_as_order_two():
+    probe = _probe_module()
+    model = tiny_model()
+    wrapped = probe.TruthInjected(model, ("velocity", "acceleration"))
+    assert set(wrapped.context_fields) == {"flow", "instance", "boxes"}
+    context = _context()
+    instance = np.zeros(context.semantic.shape, np.int32)
+    instance[:, 0, 4:8, 4:10] = 7                                       # track 7 on camera 0 at both frames
+    acc = np.array([[1.0, 0, 0], [0, 2.0, 0]], np.float32)              # its acceleration at frame 0 and 1
+    boxes = Boxes(frame=np.array([0, 1], np.int32), track_id=np.full(2, 7, np.int64),
+                  label=np.zeros(2, np.uint8), centre=np.zeros((2, 3), np.float32),
+                  size=np.ones((2, 3), np.float32), yaw=np.zeros(2, np.float32),
+                  velocity=np.zeros((2, 3), np.float32), acceleration=acc, num_points=np.zeros(2, np.int32))
+    spy = _Spy(model)
+    wrapped.inner = spy
+    motion = wrapped.reconstruct(context.replace(instance=instance, boxes=boxes)).gaussians.motion[0]
+    assert spy.seen == [(None, None, None, None)]
+    expect = np.zeros((2, V, H, W, 3), np.float32)
+    expect[0][instance[0] == 7] = acc[0]
+    expect[1][instance[1] == 7] = acc[1]
+    torch.testing.assert_close(motion[:, 1], torch.from_numpy(expect.reshape(-1, 3)))
+    torch.testing.assert_close(motion[:, 0], torch.from_numpy(context.flow.reshape(-1, 3)))
+    with pytest.raises(SystemExit, match="needs velocity too"):
+        probe.TruthInjected(model, ("acceleration",))
 
 
 def test_feature_codes_decode_to_their_class_and_land_on_labelled_pixels_only():
