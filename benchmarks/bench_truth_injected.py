@@ -36,16 +36,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from slarm_bench import api
+from slarm_bench.clip import SLARM_CLASSES, UNLABELLED
+from slarm_bench.metrics.semantic import QUERY_TEMPERATURE, predict_semantic
 from slarm_bench.models import registry
 from slarm_bench.models.base import Model, Prediction, Scene
+from slarm_bench.models.oracle import box_acceleration
+from slarm_bench.render import render
 
 HEADLINE = ("psnr", "psnr_static", "psnr_dynamic", "flow_epe3d", "flow_epe3d_accel", "miou", "accuracy")
 PROBE_NAME = "truth-injected"
 TRUTHS = ("velocity", "acceleration", "features", "labels")
 SKY_BELOW = 0.5     # a pixel whose composited label weight is below this shows the sky behind the Gaussians
-UNLABELLED = 255
 
 
 def class_codes(model: Any, steps: int = 400) -> Any:
@@ -53,11 +57,6 @@ def class_codes(model: Any, steps: int = 400) -> Any:
 
     Found by Adam on the logits of the sigmoid's argument; checked: every code must classify as its class.
     """
-    import torch
-
-    from slarm_bench.clip import SLARM_CLASSES
-    from slarm_bench.metrics.semantic import QUERY_TEMPERATURE, predict_semantic
-
     net, text = model.net, model.class_embeddings().float()
     num, dim = text.shape[0], net.cfg.feature_dim
     raw = torch.zeros(num, dim, device=text.device, requires_grad=True)
@@ -82,7 +81,8 @@ class TruthInjected(Model):
     """A trained model whose context Gaussians carry ground truth (see the module docstring).
 
     The wrapped model reconstructs from the context with the truth removed, as the harness gives it; only the
-    motion [1, T*V*H*W, K, 3] and/or features [1, T*V*H*W, F] of its Gaussians are overwritten afterwards.
+    motion [1, T*V*H*W, K, 3] and/or features [1, T*V*H*W, F] of its Gaussians are overwritten afterwards
+    (`labels`: a one-hot [1, T*V*H*W, 9] beside them, rendered into the semantic map instead of the model's).
     """
 
     def __init__(self, inner: Model, truth: tuple[str, ...]) -> None:
@@ -109,16 +109,19 @@ class TruthInjected(Model):
         return scene
 
     def _pixels(self, g: Any, values: np.ndarray, what: str) -> np.ndarray:
+        """Context values [T,V,H,W,...] -> [N, ...] in the order of the model's N pixel-aligned Gaussians."""
         n = g.means.shape[1]
-        flat = values.reshape(n, -1) if values.size % n == 0 else None
-        if flat is None:
+        if values.size % n:
             raise SystemExit(f"{self.inner.name}: {n} Gaussians but context {what} of shape {values.shape}; "
                              "the probe needs one pixel-aligned Gaussian per context pixel")
-        return flat
+        return values.reshape(n, -1)
+
+    def _labels(self, g: Any, context: Any) -> Any:
+        """[N] int64 true class of each context Gaussian's pixel (UNLABELLED where none)."""
+        labels = self._pixels(g, np.asarray(context.semantic), "semantic")[:, 0].astype(np.int64)
+        return torch.from_numpy(labels).to(g.means.device)
 
     def _true_motion(self, g: Any, context: Any) -> dict[str, Any]:
-        import torch
-
         n = g.means.shape[1]
         flow = self._pixels(g, np.asarray(context.flow, np.float32), "flow")      # [T*V*H*W, 3], g's order
         order = max(g.motion.shape[2] if g.motion is not None else 1, 2 if "acceleration" in self.truth else 1)
@@ -136,20 +139,15 @@ class TruthInjected(Model):
 
     def _box_accelerations(self, g: Any, context: Any) -> np.ndarray:
         """[T*V*H*W, 3] acceleration (m/s^2, world) of each context pixel's box at its frame."""
-        from slarm_bench.models.oracle import box_acceleration
-
         instance = np.asarray(context.instance)                           # [T,V,H,W]
         self._pixels(g, instance, "instance")
         t = instance.shape[0]
         return np.concatenate([box_acceleration(context, ti, instance[ti].reshape(-1)) for ti in range(t)])
 
     def _true_features(self, g: Any, context: Any) -> Any:
-        import torch
-
         if g.features is None or self.codes is None:  # storm models carry no features
             raise SystemExit(f"{self.inner.name} has no semantic features; --truth features needs a SLARM model")
-        labels = torch.from_numpy(self._pixels(g, np.asarray(context.semantic), "semantic")[:, 0].astype(np.int64))
-        labels = labels.to(g.features.device)
+        labels = self._labels(g, context)
         labelled = labels != UNLABELLED
         features = g.features.clone()
         features[0, labelled] = self.codes[labels[labelled]].to(features.dtype)
@@ -157,14 +155,9 @@ class TruthInjected(Model):
 
     def _one_hot_labels(self, g: Any, context: Any) -> Any:
         """[1, N, C] one-hot true class of each context Gaussian's pixel (all zero where unlabelled)."""
-        import torch
-
-        from slarm_bench.clip import SLARM_CLASSES
-
-        labels = torch.from_numpy(self._pixels(g, np.asarray(context.semantic), "semantic")[:, 0].astype(np.int64))
-        one_hot = torch.zeros(labels.shape[0], len(SLARM_CLASSES) + 1)
-        one_hot[torch.arange(labels.shape[0]), labels.clamp(max=len(SLARM_CLASSES))] = 1.0
-        return one_hot[None, :, :len(SLARM_CLASSES)].to(g.means.device)
+        labels = self._labels(g, context).clamp(max=len(SLARM_CLASSES))    # unlabelled -> a dropped column
+        one_hot = torch.nn.functional.one_hot(labels, len(SLARM_CLASSES) + 1).float()
+        return one_hot[None, :, :len(SLARM_CLASSES)]
 
     def render(self, scene: Scene, cam_to_world: np.ndarray, intrinsics: np.ndarray, time: float,
                size: tuple[int, int]) -> Prediction:
@@ -175,11 +168,6 @@ class TruthInjected(Model):
 
     def _render_labels(self, scene: Scene, cam_to_world: np.ndarray, intrinsics: np.ndarray, time: float,
                        size: tuple[int, int]) -> Any:
-        import torch
-
-        from slarm_bench.clip import SLARM_CLASSES
-        from slarm_bench.render import render
-
         g = dataclasses.replace(scene.gaussians, features=scene.payload["labels"])
         dev = g.means.device
         c2w = torch.as_tensor(np.asarray(cam_to_world, np.float32), device=dev)[None]
