@@ -19,8 +19,14 @@ shows; see the README's motion rows.)
 `--depth W` adds the training depth term (L1 of depth / max lidar depth on lidar pixels), which sees
 motion along a camera ray that the image shows only as a change of scale.
 
+`--geometry MODEL[=CHECKPOINT]` (a STORM-family preset: storm-t, static-t) replaces the exact geometry by
+the trained model's own reconstruction of the window (its Gaussians of every context pixel of every
+camera, its sky and colour transform, rendered as the model renders); the velocities of the Gaussians of
+camera `--camera`'s truly moving pixels are again free and every other one static: does the training
+loss, at the geometry the network actually has, still point towards the true motion?
+
     .venv/bin/python benchmarks/bench_motion_signal.py [--scene mini-00001] [--camera 1] [--steps 30]
-        [--shared] [--depth 0] [--reg 0] [--blur 0] [--rate 1 --near 0]
+        [--shared] [--depth 0] [--reg 0] [--blur 0] [--rate 1 --near 0] [--geometry storm-t] [--device cpu]
 
 Prints one JSON line every 5 steps: step, mean end-point error on dynamic pixels (m/s), the zero-flow
 EPE, and both split into the mean error along each pixel's camera ray and the mean error across it.
@@ -60,6 +66,69 @@ def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
     return x.permute(0, 2, 3, 1)
 
 
+def exact_renderer(means: torch.Tensor, colors: torch.Tensor, times: torch.Tensor, radius: torch.Tensor,
+                   window, cam: int, size: tuple[int, int]):
+    """Renders the exact-geometry Gaussians [N] moved by motion [N,3] into camera `cam` at frame t, over
+    the target image itself as background (the probe is about the Gaussians, not the sky)."""
+    n = means.shape[0]
+    quats = torch.tensor([1.0, 0, 0, 0]).expand(1, n, 4).contiguous()
+    scales = radius[None, :, None].expand(1, n, 3).contiguous()
+
+    def render_target(motion: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+        g = Gaussians(means=means[None], quats=quats, scales=scales, opacities=torch.full((1, n), 0.95),
+                      colors=colors[None], motion=motion[None, :, None, :], origin_time=times[None])
+        target = torch.from_numpy(window.images[t, cam] / 255.0).float()[None]
+        out = render(g, torch.from_numpy(window.cam_to_world[t, cam:cam + 1]).float()[None],
+                     torch.from_numpy(window.intrinsics[t, cam:cam + 1]).float()[None], size,
+                     time=float(window.time[t]), backend="torch", background=target[None], flow=False)
+        return out.rgb[0], out.depth[0]
+
+    return render_target
+
+
+def model_geometry(name: str, window, context: tuple[int, ...], cam: int, size: tuple[int, int], device: str):
+    """A trained STORM-family model's own Gaussians of the window's context (every camera), fixed, and a
+    renderer that moves them by motion [N,3] and renders camera `cam` as the model does (sky, affine).
+    Returns (render_target, per-Gaussian parts with "instance" and "ray", true flow [N,3], dynamic [N])."""
+    from dataclasses import replace
+
+    from slarm_bench.models.registry import load_model
+    from slarm_bench.models.storm import StormModel, render_views
+
+    preset, _, checkpoint = name.partition("=")
+    model = load_model(preset, device=device, backend="auto", **({"checkpoint": checkpoint} if checkpoint else {}))
+    if not isinstance(model, StormModel):
+        raise SystemExit(f"--geometry {preset}: only STORM-family presets (storm-t, static-t) are supported")
+    ctx = window.select(list(context))
+    scene = model.reconstruct(ctx.replace(flow=None, dynamic=None, instance=None, depth=None, depth_dense=None))
+    g = scene.gaussians
+    n = g.means.shape[1]
+    seconds = torch.as_tensor(np.asarray(ctx.time, np.float64), dtype=torch.float32, device=g.means.device)
+    origin = seconds[:, None].expand(len(context), n // len(context)).reshape(1, n)
+    dev = g.means.device
+    h, w = size
+
+    def render_target(motion: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+        moving = replace(g, motion=motion[None, :, None, :], origin_time=origin)
+        c2w = torch.from_numpy(window.cam_to_world[t]).float().to(dev)[None]
+        k = torch.from_numpy(window.intrinsics[t]).float().to(dev)[None]
+        affine = scene.affine
+        out = render_views(model.net, moving, scene.sky, affine, c2w, k, float(window.time[t]), (h, w),
+                           model.backend)
+        return out["rgb"][0, cam:cam + 1].clamp(0, 1), out["depth"][0, cam:cam + 1]
+
+    dirs = np.stack([camera_rays(ctx.intrinsics[i], ctx.cam_to_world[i], h, w)[1] for i in range(len(context))])
+    ray = dirs / np.linalg.norm(dirs, axis=-1, keepdims=True)                       # [T,V,H,W,3]
+    parts = {"instance": [np.asarray(ctx.instance).reshape(-1)], "ray": [ray.reshape(-1, 3)]}
+    flow = torch.from_numpy(np.asarray(ctx.flow, np.float32).reshape(-1, 3)).to(dev)
+    # As in the exact probe, only camera `cam`'s moving Gaussians get a free velocity (and are scored); the
+    # other cameras' Gaussians stay where the model put them, static.
+    of_cam = np.zeros(np.asarray(ctx.dynamic).shape, bool)
+    of_cam[:, cam] = True
+    dynamic = torch.from_numpy(np.asarray(ctx.dynamic).reshape(-1) & of_cam.reshape(-1)).to(dev)
+    return render_target, parts, flow, dynamic
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--scene", default="mini-00001")
@@ -81,6 +150,9 @@ def main() -> None:
     ap.add_argument("--depth", type=float, default=0.0,
                     help="weight of the training depth term, L1(depth / max lidar depth) on lidar pixels "
                          "(reference 1.0); depth sees motion along a ray, which the image barely does")
+    ap.add_argument("--geometry", default=None, metavar="MODEL[=CHECKPOINT]",
+                    help="a trained STORM-family model whose own Gaussians replace the exact geometry")
+    ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     torch.manual_seed(0)
     k_rate = args.rate
@@ -113,14 +185,18 @@ def main() -> None:
     means, colors, flow, times, radius = (torch.from_numpy(np.concatenate(parts[k])).float()
                                           for k in ("means", "colors", "flow", "time", "radius"))
     dynamic = torch.from_numpy(np.concatenate(parts["dynamic"])).bool()
-    n = means.shape[0]
+    render_target = exact_renderer(means, colors, times, radius, window, cam, (h, w))
+    if args.geometry:
+        render_target, parts, flow, dynamic = model_geometry(args.geometry, window, context, cam, (h, w),
+                                                             args.device)
+    n = dynamic.shape[0]
     if args.shared:  # one free velocity per moving object, gathered to its Gaussians
-        owner = torch.from_numpy(np.concatenate(parts["instance"]).astype(np.int64))[dynamic]
+        owner = torch.from_numpy(np.concatenate(parts["instance"]).astype(np.int64)).to(dynamic.device)[dynamic]
         objects, owner = torch.unique(owner, return_inverse=True)
-        free = torch.zeros(len(objects), 3, requires_grad=True)
+        free = torch.zeros(len(objects), 3, device=dynamic.device, requires_grad=True)
     else:
-        owner = torch.arange(int(dynamic.sum()))
-        free = torch.zeros(int(dynamic.sum()), 3, requires_grad=True)
+        owner = torch.arange(int(dynamic.sum()), device=dynamic.device)
+        free = torch.zeros(int(dynamic.sum()), 3, device=dynamic.device, requires_grad=True)
     opt = torch.optim.Adam([free], lr=args.lr)
     if args.near > 0:
         targets = [t for t in range(window.num_frames)
@@ -131,7 +207,7 @@ def main() -> None:
     zero_epe = float(flow[dynamic].norm(dim=1).mean())
     # The camera sees motion across its rays as image motion, but motion along a ray only as a change of
     # scale: split each error into the part along the ray and the part across it.
-    ray = torch.from_numpy(np.concatenate(parts["ray"])).float()[dynamic]
+    ray = torch.from_numpy(np.concatenate(parts["ray"])).float().to(dynamic.device)[dynamic]
 
     def split_error(err: torch.Tensor) -> tuple[float, float]:
         along = (err * ray).sum(dim=1, keepdim=True)
@@ -151,25 +227,19 @@ def main() -> None:
                               "rate": k_rate, "near": args.near}), flush=True)
         if step == args.steps:
             break
-        motion = torch.zeros(n, 3).index_put((dynamic,), velocity)
-        g = Gaussians(means=means[None], quats=torch.tensor([1.0, 0, 0, 0]).expand(1, n, 4).contiguous(),
-                      scales=radius[None, :, None].expand(1, n, 3).contiguous(),
-                      opacities=torch.full((1, n), 0.95), colors=colors[None], motion=motion[None, :, None, :],
-                      origin_time=times[None])
+        motion = torch.zeros(n, 3, device=velocity.device).index_put((dynamic,), velocity)
         loss = args.reg * motion.pow(2).sum(dim=1).mean()
         for t in rng.choice(targets, args.targets_per_step, replace=False):
-            target = torch.from_numpy(window.images[t, cam] / 255.0).float()[None]
-            out = render(g, torch.from_numpy(window.cam_to_world[t, cam:cam + 1]).float()[None],
-                         torch.from_numpy(window.intrinsics[t, cam:cam + 1]).float()[None], (h, w),
-                         time=float(window.time[t]), backend="torch", background=target[None], flow=False)
-            loss = loss + F.mse_loss(out.rgb[0], target)
+            target = torch.from_numpy(window.images[t, cam] / 255.0).float().to(motion.device)[None]
+            rgb, depth = render_target(motion, int(t))                     # [1,H,W,3], [1,H,W]
+            loss = loss + F.mse_loss(rgb, target)
             if args.depth > 0:
-                lidar = torch.from_numpy(window.depth[t, cam]).float()
+                lidar = torch.from_numpy(window.depth[t, cam]).float().to(motion.device)
                 valid = lidar > 0
-                term = ((out.depth[0, 0] - lidar).abs() / lidar.max())[valid].mean()
+                term = ((depth[0] - lidar).abs() / lidar.max())[valid].mean()
                 loss = loss + args.depth * term
             if args.blur > 0:
-                loss = loss + F.mse_loss(gaussian_blur(out.rgb[0], args.blur), gaussian_blur(target, args.blur))
+                loss = loss + F.mse_loss(gaussian_blur(rgb, args.blur), gaussian_blur(target, args.blur))
         opt.zero_grad()
         loss.backward()
         opt.step()
