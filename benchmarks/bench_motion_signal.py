@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from slarm_bench import config
 from slarm_bench.geometry import camera_rays
 from slarm_bench.models.oracle import FOOTPRINT
+from slarm_bench.models.storm_net import StormConfig
 from slarm_bench.render import Gaussians, render
 from slarm_bench.store import Store
 
@@ -121,12 +122,13 @@ def model_geometry(name: str, window, context: tuple[int, ...], cam: int, size: 
     ray = dirs / np.linalg.norm(dirs, axis=-1, keepdims=True)                       # [T,V,H,W,3]
     parts = {"instance": [np.asarray(ctx.instance).reshape(-1)], "ray": [ray.reshape(-1, 3)]}
     flow = torch.from_numpy(np.asarray(ctx.flow, np.float32).reshape(-1, 3)).to(dev)
-    # As in the exact probe, only camera `cam`'s moving Gaussians get a free velocity (and are scored); the
-    # other cameras' Gaussians stay where the model put them, static.
+    # As in the exact probe, only camera `cam`'s Gaussians may move (and are scored); the other cameras'
+    # Gaussians stay where the model put them, static.
     of_cam = np.zeros(np.asarray(ctx.dynamic).shape, bool)
     of_cam[:, cam] = True
-    dynamic = torch.from_numpy(np.asarray(ctx.dynamic).reshape(-1) & of_cam.reshape(-1)).to(dev)
-    return render_target, parts, flow, dynamic
+    of_cam_t = torch.from_numpy(of_cam.reshape(-1)).to(dev)
+    dynamic = torch.from_numpy(np.asarray(ctx.dynamic).reshape(-1)).to(dev) & of_cam_t
+    return render_target, parts, flow, dynamic, of_cam_t
 
 
 def main() -> None:
@@ -153,6 +155,10 @@ def main() -> None:
     ap.add_argument("--geometry", default=None, metavar="MODEL[=CHECKPOINT]",
                     help="a trained STORM-family model whose own Gaussians replace the exact geometry")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--tokens", type=int, default=0,
+                    help="K > 0: no known static set; every Gaussian of the camera moves with softmax(w / 0.5) "
+                         "over K free shared bases, with its own free weights w (STORM's motion head, given a "
+                         "free output per Gaussian); static pixels must learn to pick a still basis")
     args = ap.parse_args()
     torch.manual_seed(0)
     k_rate = args.rate
@@ -186,9 +192,10 @@ def main() -> None:
                                           for k in ("means", "colors", "flow", "time", "radius"))
     dynamic = torch.from_numpy(np.concatenate(parts["dynamic"])).bool()
     render_target = exact_renderer(means, colors, times, radius, window, cam, (h, w))
+    movable = torch.ones_like(dynamic)
     if args.geometry:
-        render_target, parts, flow, dynamic = model_geometry(args.geometry, window, context, cam, (h, w),
-                                                             args.device)
+        render_target, parts, flow, dynamic, movable = model_geometry(args.geometry, window, context, cam,
+                                                                      (h, w), args.device)
     n = dynamic.shape[0]
     if args.shared:  # one free velocity per moving object, gathered to its Gaussians
         owner = torch.from_numpy(np.concatenate(parts["instance"]).astype(np.int64)).to(dynamic.device)[dynamic]
@@ -197,7 +204,13 @@ def main() -> None:
     else:
         owner = torch.arange(int(dynamic.sum()), device=dynamic.device)
         free = torch.zeros(int(dynamic.sum()), 3, device=dynamic.device, requires_grad=True)
-    opt = torch.optim.Adam([free], lr=args.lr)
+    params = [free]
+    if args.tokens:  # STORM's motion head with a free output per Gaussian: weights over K shared bases
+        logits = (0.01 * torch.randn(int(movable.sum()), args.tokens, device=dynamic.device)).requires_grad_()
+        bases = (0.1 * torch.randn(args.tokens, 3, device=dynamic.device)).requires_grad_()
+        params = [logits, bases]
+        dyn_of_movable = dynamic[movable]
+    opt = torch.optim.Adam(params, lr=args.lr)
     if args.near > 0:
         targets = [t for t in range(window.num_frames)
                    if t not in context and min(abs(t - c) for c in context) <= args.near]
@@ -215,11 +228,17 @@ def main() -> None:
 
     zero_along, zero_across = split_error(-flow[dynamic])
     for step in range(args.steps + 1):
-        velocity = free[owner]
+        if args.tokens:
+            moving = torch.softmax(logits / StormConfig.motion_temperature, dim=1) @ bases   # [movable, 3]
+            velocity = moving[dyn_of_movable]
+        else:
+            velocity = free[owner]
         if step % 5 == 0 or step == args.steps:
             epe = float((velocity.detach() - flow[dynamic]).norm(dim=1).mean())
             along, across = split_error(velocity.detach() - flow[dynamic])
+            drift = float(moving[~dyn_of_movable].detach().norm(dim=1).mean()) if args.tokens else 0.0
             print(json.dumps({"step": step, "epe_dynamic": round(epe, 4), "zero_flow_epe": round(zero_epe, 4),
+                              "static_speed": round(drift, 4), "tokens": args.tokens,
                               "error_along_ray": round(along, 4), "error_across_ray": round(across, 4),
                               "zero_along_ray": round(zero_along, 4), "zero_across_ray": round(zero_across, 4),
                               "dynamic_gaussians": int(dynamic.sum()), "free_velocities": int(free.shape[0]),
@@ -227,7 +246,10 @@ def main() -> None:
                               "rate": k_rate, "near": args.near}), flush=True)
         if step == args.steps:
             break
-        motion = torch.zeros(n, 3, device=velocity.device).index_put((dynamic,), velocity)
+        if args.tokens:
+            motion = torch.zeros(n, 3, device=velocity.device).index_put((movable,), moving)
+        else:
+            motion = torch.zeros(n, 3, device=velocity.device).index_put((dynamic,), velocity)
         loss = args.reg * motion.pow(2).sum(dim=1).mean()
         for t in rng.choice(targets, args.targets_per_step, replace=False):
             target = torch.from_numpy(window.images[t, cam] / 255.0).float().to(motion.device)[None]
