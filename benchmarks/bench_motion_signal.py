@@ -155,6 +155,9 @@ def main() -> None:
     ap.add_argument("--geometry", default=None, metavar="MODEL[=CHECKPOINT]",
                     help="a trained STORM-family model whose own Gaussians replace the exact geometry")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--pool", type=int, default=0,
+                    help="P > 0 (with --geometry): no known static set; one free velocity per P x P pixel block "
+                         "of each context image, shared by its Gaussians (a velocity per patch token)")
     ap.add_argument("--tokens", type=int, default=0,
                     help="K > 0: no known static set; every Gaussian of the camera moves with softmax(w / 0.5) "
                          "over K free shared bases, with its own free weights w (STORM's motion head, given a "
@@ -205,6 +208,19 @@ def main() -> None:
         owner = torch.arange(int(dynamic.sum()), device=dynamic.device)
         free = torch.zeros(int(dynamic.sum()), 3, device=dynamic.device, requires_grad=True)
     params = [free]
+    if args.pool:  # one free velocity per P x P block of each context image: no known static set
+        if not args.geometry:
+            raise SystemExit("--pool needs --geometry (the exact-geometry Gaussians are not on a pixel grid)")
+        idx = torch.nonzero(movable).squeeze(1)
+        num_v = window.images.shape[1]
+        x, y = idx % w, (idx // w) % h
+        frame = idx // (h * w * num_v)
+        blocks_x = -(-w // args.pool)
+        block = (frame * (-(-h // args.pool)) + y // args.pool) * blocks_x + x // args.pool
+        _, block_of = torch.unique(block, return_inverse=True)
+        free = torch.zeros(int(block_of.max()) + 1, 3, device=dynamic.device, requires_grad=True)
+        params = [free]
+        dyn_of_movable = dynamic[movable]
     if args.tokens:  # STORM's motion head with a free output per Gaussian: weights over K shared bases
         logits = (0.01 * torch.randn(int(movable.sum()), args.tokens, device=dynamic.device)).requires_grad_()
         bases = (0.1 * torch.randn(args.tokens, 3, device=dynamic.device)).requires_grad_()
@@ -228,17 +244,20 @@ def main() -> None:
 
     zero_along, zero_across = split_error(-flow[dynamic])
     for step in range(args.steps + 1):
-        if args.tokens:
-            moving = torch.softmax(logits / StormConfig.motion_temperature, dim=1) @ bases   # [movable, 3]
+        if args.tokens or args.pool:
+            if args.tokens:
+                moving = torch.softmax(logits / StormConfig.motion_temperature, dim=1) @ bases   # [movable, 3]
+            else:
+                moving = free[block_of]
             velocity = moving[dyn_of_movable]
         else:
             velocity = free[owner]
         if step % 5 == 0 or step == args.steps:
             epe = float((velocity.detach() - flow[dynamic]).norm(dim=1).mean())
             along, across = split_error(velocity.detach() - flow[dynamic])
-            drift = float(moving[~dyn_of_movable].detach().norm(dim=1).mean()) if args.tokens else 0.0
+            drift = float(moving[~dyn_of_movable].detach().norm(dim=1).mean()) if args.tokens or args.pool else 0.0
             print(json.dumps({"step": step, "epe_dynamic": round(epe, 4), "zero_flow_epe": round(zero_epe, 4),
-                              "static_speed": round(drift, 4), "tokens": args.tokens,
+                              "static_speed": round(drift, 4), "tokens": args.tokens, "pool": args.pool,
                               "error_along_ray": round(along, 4), "error_across_ray": round(across, 4),
                               "zero_along_ray": round(zero_along, 4), "zero_across_ray": round(zero_across, 4),
                               "dynamic_gaussians": int(dynamic.sum()), "free_velocities": int(free.shape[0]),
@@ -246,7 +265,7 @@ def main() -> None:
                               "rate": k_rate, "near": args.near}), flush=True)
         if step == args.steps:
             break
-        if args.tokens:
+        if args.tokens or args.pool:
             motion = torch.zeros(n, 3, device=velocity.device).index_put((movable,), moving)
         else:
             motion = torch.zeros(n, 3, device=velocity.device).index_put((dynamic,), velocity)
