@@ -67,6 +67,18 @@ def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
     return x.permute(0, 2, 3, 1)
 
 
+def block_ids(index: torch.Tensor, size: tuple[int, int], pool: int) -> torch.Tensor:
+    """Pixel-aligned Gaussians' flat indices [M] into [T,V,H,W] -> [M] ids 0..B-1 of the pool x pool pixel
+    block of their own context image (frame, camera) they fall in; blocks at the right and bottom edges
+    may be partial."""
+    h, w = size
+    x, y = index % w, (index // w) % h
+    image = index // (h * w)                                # frame * cameras + camera
+    rows, cols = -(-h // pool), -(-w // pool)
+    block = (image * rows + y // pool) * cols + x // pool
+    return torch.unique(block, return_inverse=True)[1]
+
+
 def exact_renderer(means: torch.Tensor, colors: torch.Tensor, times: torch.Tensor, radius: torch.Tensor,
                    window, cam: int, size: tuple[int, int]):
     """Renders the exact-geometry Gaussians [N] moved by motion [N,3] into camera `cam` at frame t, over
@@ -211,13 +223,7 @@ def main() -> None:
     if args.pool:  # one free velocity per P x P block of each context image: no known static set
         if not args.geometry:
             raise SystemExit("--pool needs --geometry (the exact-geometry Gaussians are not on a pixel grid)")
-        idx = torch.nonzero(movable).squeeze(1)
-        num_v = window.images.shape[1]
-        x, y = idx % w, (idx // w) % h
-        frame = idx // (h * w * num_v)
-        blocks_x = -(-w // args.pool)
-        block = (frame * (-(-h // args.pool)) + y // args.pool) * blocks_x + x // args.pool
-        _, block_of = torch.unique(block, return_inverse=True)
+        block_of = block_ids(torch.nonzero(movable).squeeze(1), (h, w), args.pool)
         free = torch.zeros(int(block_of.max()) + 1, 3, device=dynamic.device, requires_grad=True)
         params = [free]
         dyn_of_movable = dynamic[movable]
