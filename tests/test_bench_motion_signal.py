@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_motion_signal.py"
+from tests.benchmark_script import load_benchmark
 
 
 def _probe_module():
-    spec = importlib.util.spec_from_file_location("bench_motion_signal", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_motion_signal")
 
 
 def test_block_ids_group_pixels_of_one_image_and_block_only():

@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
 from slarm_bench.clip import SLARM_CLASSES, Boxes
 from slarm_bench.metrics.semantic import predict_semantic
+from tests.benchmark_script import load_benchmark
 from tests.test_slarm import H, V, W, tiny_clip, tiny_model
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_truth_injected.py"
 
 
 def _probe_module():
-    spec = importlib.util.spec_from_file_location("bench_truth_injected", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_truth_injected")
 
 
 def _context(t: int = 2):
