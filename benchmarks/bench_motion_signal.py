@@ -19,6 +19,10 @@ shows; see the README's motion rows.)
 `--depth W` adds the training depth term (L1 of depth / max lidar depth on lidar pixels), which sees
 motion along a camera ray that the image shows only as a change of scale.
 
+`--tokens K` and `--pool P` take away the known static set: every Gaussian of the camera may move, with
+STORM's motion head given a free output per Gaussian (softmax weights over K free bases) or with one free
+velocity per P x P pixel block of each context image; the static speed printed is their drift.
+
 `--geometry MODEL[=CHECKPOINT]` (a STORM-family preset: storm-t, static-t) replaces the exact geometry by
 the trained model's own reconstruction of the window (its Gaussians of every context pixel of every
 camera, its sky and colour transform, rendered as the model renders); the velocities of the Gaussians of
@@ -27,6 +31,7 @@ loss, at the geometry the network actually has, still point towards the true mot
 
     .venv/bin/python benchmarks/bench_motion_signal.py [--scene mini-00001] [--camera 1] [--steps 30]
         [--shared] [--depth 0] [--reg 0] [--blur 0] [--rate 1 --near 0] [--geometry storm-t] [--device cpu]
+        [--tokens 16 | --pool 16]
 
 Prints one JSON line every 5 steps: step, mean end-point error on dynamic pixels (m/s), the zero-flow
 EPE, and both split into the mean error along each pixel's camera ray and the mean error across it.
@@ -212,26 +217,32 @@ def main() -> None:
         render_target, parts, flow, dynamic, movable = model_geometry(args.geometry, window, context, cam,
                                                                       (h, w), args.device)
     n = dynamic.shape[0]
-    if args.shared:  # one free velocity per moving object, gathered to its Gaussians
-        owner = torch.from_numpy(np.concatenate(parts["instance"]).astype(np.int64)).to(dynamic.device)[dynamic]
-        objects, owner = torch.unique(owner, return_inverse=True)
-        free = torch.zeros(len(objects), 3, device=dynamic.device, requires_grad=True)
-    else:
-        owner = torch.arange(int(dynamic.sum()), device=dynamic.device)
-        free = torch.zeros(int(dynamic.sum()), 3, device=dynamic.device, requires_grad=True)
-    params = [free]
-    if args.pool:  # one free velocity per P x P block of each context image: no known static set
-        if not args.geometry:
-            raise SystemExit("--pool needs --geometry (the exact-geometry Gaussians are not on a pixel grid)")
-        block_of = block_ids(torch.nonzero(movable).squeeze(1), (h, w), args.pool)
-        free = torch.zeros(int(block_of.max()) + 1, 3, device=dynamic.device, requires_grad=True)
-        params = [free]
-        dyn_of_movable = dynamic[movable]
+    # Each parameterisation gives the velocities [M,3] of a set of movable Gaussians; all others stay still.
     if args.tokens:  # STORM's motion head with a free output per Gaussian: weights over K shared bases
         logits = (0.01 * torch.randn(int(movable.sum()), args.tokens, device=dynamic.device)).requires_grad_()
         bases = (0.1 * torch.randn(args.tokens, 3, device=dynamic.device)).requires_grad_()
         params = [logits, bases]
-        dyn_of_movable = dynamic[movable]
+
+        def velocities() -> torch.Tensor:
+            return torch.softmax(logits / StormConfig.motion_temperature, dim=1) @ bases
+    else:
+        if args.pool:  # one free velocity per P x P block of each context image: no known static set
+            if not args.geometry:
+                raise SystemExit("--pool needs --geometry (the exact-geometry Gaussians are not on a pixel grid)")
+            owner = block_ids(torch.nonzero(movable).squeeze(1), (h, w), args.pool)
+        else:  # the static set known: only truly moving Gaussians move, per object or each on its own
+            movable = dynamic
+            owner = torch.arange(int(dynamic.sum()), device=dynamic.device)
+            if args.shared:
+                instance = torch.from_numpy(np.concatenate(parts["instance"]).astype(np.int64))
+                owner = torch.unique(instance.to(dynamic.device)[dynamic], return_inverse=True)[1]
+        free = torch.zeros(int(owner.max()) + 1, 3, device=dynamic.device, requires_grad=True)
+        params = [free]
+
+        def velocities() -> torch.Tensor:
+            return free[owner]
+    moving_of_movable = dynamic[movable]
+    free_velocities = args.tokens or int(params[0].shape[0])     # bases, or velocities to learn
     opt = torch.optim.Adam(params, lr=args.lr)
     if args.near > 0:
         targets = [t for t in range(window.num_frames)
@@ -250,31 +261,23 @@ def main() -> None:
 
     zero_along, zero_across = split_error(-flow[dynamic])
     for step in range(args.steps + 1):
-        if args.tokens or args.pool:
-            if args.tokens:
-                moving = torch.softmax(logits / StormConfig.motion_temperature, dim=1) @ bases   # [movable, 3]
-            else:
-                moving = free[block_of]
-            velocity = moving[dyn_of_movable]
-        else:
-            velocity = free[owner]
+        moving = velocities()                                       # [movable, 3]
+        velocity = moving[moving_of_movable]                        # the truly moving ones
         if step % 5 == 0 or step == args.steps:
             epe = float((velocity.detach() - flow[dynamic]).norm(dim=1).mean())
             along, across = split_error(velocity.detach() - flow[dynamic])
-            drift = float(moving[~dyn_of_movable].detach().norm(dim=1).mean()) if args.tokens or args.pool else 0.0
+            still = moving[~moving_of_movable].detach()
+            drift = float(still.norm(dim=1).mean()) if len(still) else 0.0
             print(json.dumps({"step": step, "epe_dynamic": round(epe, 4), "zero_flow_epe": round(zero_epe, 4),
                               "static_speed": round(drift, 4), "tokens": args.tokens, "pool": args.pool,
                               "error_along_ray": round(along, 4), "error_across_ray": round(across, 4),
                               "zero_along_ray": round(zero_along, 4), "zero_across_ray": round(zero_across, 4),
-                              "dynamic_gaussians": int(dynamic.sum()), "free_velocities": int(free.shape[0]),
+                              "dynamic_gaussians": int(dynamic.sum()), "free_velocities": free_velocities,
                               "blur": args.blur, "reg": args.reg, "depth": args.depth,
                               "rate": k_rate, "near": args.near}), flush=True)
         if step == args.steps:
             break
-        if args.tokens or args.pool:
-            motion = torch.zeros(n, 3, device=velocity.device).index_put((movable,), moving)
-        else:
-            motion = torch.zeros(n, 3, device=velocity.device).index_put((dynamic,), velocity)
+        motion = torch.zeros(n, 3, device=moving.device).index_put((movable,), moving)
         loss = args.reg * motion.pow(2).sum(dim=1).mean()
         for t in rng.choice(targets, args.targets_per_step, replace=False):
             target = torch.from_numpy(window.images[t, cam] / 255.0).float().to(motion.device)[None]
