@@ -93,6 +93,8 @@ class TruthInjected(Model):
         needs = {"velocity": ("flow",), "acceleration": ("instance", "boxes"), "features": ("semantic",),
                  "labels": ("semantic",)}
         self.context_fields = tuple(dict.fromkeys(f for t in truth for f in needs[t]))
+        if {"features", "labels"} & set(truth) and "semantic" not in inner.produces:
+            raise SystemExit(f"{inner.name} renders no semantics; --truth features or labels needs a SLARM model")
         self.codes = class_codes(inner) if "features" in truth else None
 
     def reconstruct(self, context: Any) -> Scene:

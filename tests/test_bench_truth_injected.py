@@ -123,3 +123,12 @@ def test_a_model_without_features_is_refused_with_a_message():
     scene.gaussians = type(scene.gaussians)(**{**scene.gaussians.__dict__, "features": None})
     with pytest.raises(SystemExit, match="no semantic features"):
         wrapped._true_features(scene.gaussians, _context())
+
+
+def test_semantic_truth_on_a_model_without_semantics_is_refused_before_any_work():
+    probe = _probe_module()
+    model = tiny_model()
+    model.produces = ("rgb", "depth", "flow")          # as a STORM model declares
+    for truth in (("features",), ("labels",)):
+        with pytest.raises(SystemExit, match="renders no semantics"):
+            probe.TruthInjected(model, truth)
