@@ -128,12 +128,12 @@ def model_geometry(name: str, window, context: tuple[int, ...], cam: int, size: 
 
     def render_target(motion: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
         moving = replace(g, motion=motion[None, :, None, :], origin_time=origin)
-        c2w = torch.from_numpy(window.cam_to_world[t]).float().to(dev)[None]
-        k = torch.from_numpy(window.intrinsics[t]).float().to(dev)[None]
-        affine = scene.affine
+        c2w = torch.from_numpy(window.cam_to_world[t, cam:cam + 1]).float().to(dev)[None]
+        k = torch.from_numpy(window.intrinsics[t, cam:cam + 1]).float().to(dev)[None]
+        affine = None if scene.affine is None else scene.affine[:, cam:cam + 1]
         out = render_views(model.net, moving, scene.sky, affine, c2w, k, float(window.time[t]), (h, w),
                            model.backend)
-        return out["rgb"][0, cam:cam + 1].clamp(0, 1), out["depth"][0, cam:cam + 1]
+        return out["rgb"][0].clamp(0, 1), out["depth"][0]
 
     dirs = np.stack([camera_rays(ctx.intrinsics[i], ctx.cam_to_world[i], h, w)[1] for i in range(len(context))])
     ray = dirs / np.linalg.norm(dirs, axis=-1, keepdims=True)                       # [T,V,H,W,3]
