@@ -54,6 +54,7 @@ from slarm_bench.train_family import (
     freeze_except,
     model_family,
 )
+from slarm_bench.train_options import MOTION_HEAD_INITS
 
 LOSS_TERMS = ("loss", "rgb", "lpips", "depth", "sky", "velocity", "motion", "feature", "flow", "context_flow",
               "label", "psnr")
@@ -181,7 +182,7 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
           backend: str = "auto", config: StormConfig | SlarmConfig | dict | None = None, split: str = "train",
           max_scenes: int | None = None, compile: bool = False, quiet: bool = False,
           stop_after: int | None = None, init_from: str | os.PathLike | None = None,
-          train_only: str = "all", feature_balance: float = 0.0,
+          train_only: str = "all", feature_balance: float = 0.0, motion_head_init: str = "reference",
           motion_weight: float = VELOCITY_WEIGHT, flow_weight: float = 0.0,
           label_weight: float = 0.0, context_flow_weight: float = 0.0,
           depth_weight: float = DEPTH_WEIGHT) -> dict[str, Any]:
@@ -202,6 +203,8 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
     dataset's flow labels (L1, m/s), a probe of the motion head, not SLARM's self-supervised recipe.
     context_flow_weight (SLARM only; 0 = the reference): L1 of each context Gaussian's velocity against its
     pixel's flow label (`SlarmLossConfig.context_flow`), another probe of the motion head.
+    motion_head_init (STORM presets with motion tokens): "reference" or "xavier", see
+    `models.storm.init_for_training`; recorded in train.json.
     label_weight (SLARM only; 0 = the reference): add the cross-entropy of the query's class logits against
     the labels (`SlarmLossConfig.label`), the paper's fine-tune on labelled frames.
     Returns {"step", "final_loss", "final_psnr", "export", "sha256",
@@ -235,6 +238,17 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
     # Options checked before anything is written: a bad call leaves no folder behind.
     init_file = _safetensors_file(init_from) if init_from is not None else None
     check_train_only(model_family(model), train_only)
+    fam = FAMILIES[model_family(model)]
+    if config is not None and not isinstance(config, (dict, fam.config_type)):
+        raise TrainError(f"config for {model} must be a {fam.config_type.__name__} or a dict, not "
+                         f"{type(config).__name__}")
+    cfg = fam.config_type.from_dict(config) if isinstance(config, dict) else (config or fam.preset(model))
+    if motion_head_init not in MOTION_HEAD_INITS:
+        raise TrainError(f"motion_head_init must be one of {', '.join(MOTION_HEAD_INITS)}, not "
+                         f"{motion_head_init!r}")
+    if motion_head_init != "reference" and (model_family(model) != "storm" or cfg.static):
+        raise TrainError(f"motion_head_init={motion_head_init!r} needs a STORM preset with motion tokens; "
+                         f"{model} has none (leave it at 'reference')")
     if is_main:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
 
@@ -242,14 +256,9 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
         if is_main and not quiet:
             print(f"[train {model}] {msg}", flush=True)
 
-    fam = FAMILIES[model_family(model)]
-    if config is not None and not isinstance(config, (dict, fam.config_type)):
-        raise TrainError(f"config for {model} must be a {fam.config_type.__name__} or a dict, not "
-                         f"{type(config).__name__}")
-    cfg = fam.config_type.from_dict(config) if isinstance(config, dict) else (config or fam.preset(model))
     torch.manual_seed(seed)
     np.random.seed(seed)
-    net = fam.build(cfg)
+    net = fam.build(cfg, **({"motion_head_init": motion_head_init} if motion_head_init != "reference" else {}))
     render_backend = resolve_backend(backend)
 
     start_step = 0
@@ -404,7 +413,9 @@ def train(model: str = "storm-t", dataset: str = "synthetic", out_dir: str | os.
     if is_main and step >= start_step:
         result.update(_export(net, cfg, model, out, rows, step, seed, world * batch_size,
                               time.perf_counter() - t_start, log,
-                              {**step_module.summary(), **init, "train_only": train_only}))
+                              {**step_module.summary(), **init, "train_only": train_only,
+                               **({"motion_head_init": motion_head_init} if model_family(model) == "storm"
+                                  else {})}))
     elif is_main and step < start_step:
         log(f"nothing to do: the checkpoints in {ckpt_dir} already reach step {start_step - 1}")
     if distributed:

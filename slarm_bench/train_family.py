@@ -193,7 +193,7 @@ class Family:
 
     config_type: type
     preset: Callable[[str], Any]
-    build: Callable[[Any], nn.Module]                     # config -> network initialised for training
+    build: Callable[..., nn.Module]       # (config, **init options) -> network initialised for training
     step: Callable[..., nn.Module]    # (net, backend, lpips_weight, bf16, motion_weight=...) -> train step
     dataset: type
 
@@ -205,7 +205,8 @@ def _storm_step(net: StormNet, backend: str, lpips_weight: float, bf16: bool,
 
 
 FAMILIES: dict[str, Family] = {
-    "storm": Family(StormConfig, storm_config, lambda cfg: init_for_training(StormNet(cfg)), _storm_step,
+    "storm": Family(StormConfig, storm_config, lambda cfg, **init: init_for_training(StormNet(cfg), **init),
+                    _storm_step,
                     WindowDataset),
     "slarm": Family(SlarmConfig, slarm_config, SlarmNet, SlarmTrainStep, SemanticWindowDataset),
 }

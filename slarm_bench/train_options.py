@@ -15,6 +15,10 @@ DEPTH_WEIGHT = 1.0
 SKY_WEIGHT = 0.1
 VELOCITY_WEIGHT = 0.005
 
+# How STORM's motion key and query heads start (`models.storm.init_for_training`); "reference" is the
+# trunc-normal 0.02 of every other linear layer.
+MOTION_HEAD_INITS = ("reference", "xavier")
+
 # name -> (default, help). Each becomes --name-with-dashes; every default is the reference recipe.
 LOSS_WEIGHT_OPTIONS: dict[str, tuple[float, str]] = {
     "motion_weight": (VELOCITY_WEIGHT, "weight of the motion regulariser mean(m^2)"),
@@ -30,7 +34,7 @@ LOSS_WEIGHT_OPTIONS: dict[str, tuple[float, str]] = {
 
 # Options whose values go to `train.train` under the same name.
 SHARED = ("dataset", "out_dir", "steps", "batch_size", "lr", "warmup", "ckpt_every", "max_minutes", "seed",
-          "device", "init_from", "train_only", "feature_balance", *LOSS_WEIGHT_OPTIONS)
+          "device", "init_from", "train_only", "feature_balance", "motion_head_init", *LOSS_WEIGHT_OPTIONS)
 
 
 def add_shared_arguments(p: argparse.ArgumentParser) -> None:
@@ -54,6 +58,9 @@ def add_shared_arguments(p: argparse.ArgumentParser) -> None:
                    help="all, or features (SLARM: only the language-feature head and decoder, the rest frozen)")
     p.add_argument("--feature-balance", type=float, default=0.0,
                    help="SLARM: class-balance power p of the feature (and label) loss, 0 (the reference) to 1")
+    p.add_argument("--motion-head-init", default="reference", choices=MOTION_HEAD_INITS,
+                   help="STORM: how the motion key/query heads start; xavier breaks the uniform softmax over "
+                        "the motion tokens that trunc-normal 0.02 (the reference) starts with")
     for name, (default, text) in LOSS_WEIGHT_OPTIONS.items():
         p.add_argument("--" + name.replace("_", "-"), type=float, default=default,
                        help=f"{text} (reference {default:g})")

@@ -457,3 +457,59 @@ def test_depth_weight_scales_the_depth_term_only(store_root, tmp_path, model):
         train(**{**options(store_root, tmp_path / "bad", 1, device="cpu"), "model": model, "config": cfg,
                  "depth_weight": -1.0})
     assert not (tmp_path / "bad").exists()
+
+
+def _motion_weight_entropy(net) -> float:
+    """Mean entropy of the softmax over the motion tokens, as a fraction of its maximum, for random inputs."""
+    import math
+
+    cap = {}
+    hook = net.register_forward_hook(lambda m, i, o: cap.__setitem__("out", o))
+    gen = torch.Generator().manual_seed(1)
+    images = torch.rand(1, 2, 3, 3, H, W, generator=gen) * 2 - 1
+    c2w = torch.eye(4).expand(1, 2, 3, 4, 4).clone()
+    c2w[:, 1, :, 0, 3] = 1.0
+    k = torch.tensor([[20.0, 0, W / 2], [0, 20.0, H / 2], [0, 0, 1]]).expand(1, 2, 3, 3, 3)
+    with torch.no_grad():
+        net(images, c2w, k, torch.tensor([[0.0, 0.5]]))
+    hook.remove()
+    w = cap["out"].motion_weights.reshape(-1, net.cfg.num_motion_tokens)
+    return float(-(w.clamp_min(1e-12).log() * w).sum(-1).mean() / math.log(net.cfg.num_motion_tokens))
+
+
+def test_xavier_motion_head_init_breaks_the_uniform_token_softmax():
+    """With the reference trunc-normal 0.02 the softmax over the motion tokens starts uniform (entropy at
+    its maximum: every pixel mixes the same bases); motion_head_init='xavier' starts it far from uniform
+    and changes the motion key and query heads only; an unknown name or a static model is refused."""
+    from slarm_bench.models.storm import StormModelError, init_for_training
+    from slarm_bench.models.storm_net import StormNet
+
+    torch.manual_seed(0)
+    ref = init_for_training(StormNet(CFG))
+    torch.manual_seed(0)
+    xav = init_for_training(StormNet(CFG), motion_head_init="xavier")
+    assert _motion_weight_entropy(ref) > 0.999
+    assert _motion_weight_entropy(xav) < 0.9
+    changed = {n for n, p in ref.state_dict().items() if not torch.equal(p, xav.state_dict()[n])}
+    assert changed and all(n.startswith(("motion_key_head.", "motion_query_heads.")) for n in changed)
+    assert not any(n.endswith("bias") for n in changed)
+    with pytest.raises(StormModelError, match="reference, xavier"):
+        init_for_training(StormNet(CFG), motion_head_init="kaiming")
+    with pytest.raises(StormModelError, match="static"):
+        init_for_training(StormNet(dataclasses.replace(CFG, num_motion_tokens=0)), motion_head_init="xavier")
+
+
+def test_motion_head_init_is_recorded_and_refused_without_motion_tokens(store_root, tmp_path):
+    """train(motion_head_init='xavier') records it in the export's train.json; a static STORM or a SLARM
+    preset refuses it before anything is written."""
+    import json
+
+    train(**options(store_root, tmp_path / "x", 1, device="cpu", motion_head_init="xavier"))
+    assert json.loads((tmp_path / "x" / "storm-t.train.json").read_text())["motion_head_init"] == "xavier"
+    static = dataclasses.replace(CFG, num_motion_tokens=0)
+    for name, kw in (("static", {"config": static}),
+                     ("slarm", {"model": "slarm-t", "config": None}),
+                     ("typo", {"motion_head_init": "xavir"})):
+        with pytest.raises(SlarmBenchError, match="motion_head_init"):
+            train(**{**options(store_root, tmp_path / name, 1, device="cpu", motion_head_init="xavier"), **kw})
+        assert not (tmp_path / name).exists()

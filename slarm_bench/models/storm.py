@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from slarm_bench.clip import Clip
 from slarm_bench.errors import SlarmBenchError, check_name
@@ -35,6 +36,7 @@ from slarm_bench.models.checkpoint import (
 )
 from slarm_bench.models.storm_net import StormConfig, StormNet, StormOutput, storm_config
 from slarm_bench.render import Gaussians, render, resolve_backend
+from slarm_bench.train_options import MOTION_HEAD_INITS
 
 DTYPES = ("auto", "bf16", "fp32")
 RANDOM_WEIGHTS = "random weights (no checkpoint)"
@@ -52,14 +54,30 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def init_for_training(net: StormNet) -> StormNet:
+def init_for_training(net: StormNet, motion_head_init: str = "reference") -> StormNet:
     """Training initialisation on top of `StormNet.reset_parameters`: the affine head starts at the identity
     colour transform (zero weights, identity bias) so early gradients reach the Gaussians' colours instead of
-    being scaled by a random per-channel factor. An initialisation only: the forward is unchanged."""
+    being scaled by a random per-channel factor. An initialisation only: the forward is unchanged.
+
+    motion_head_init="xavier" draws the motion key and query MLPs' weights Xavier-uniform instead of
+    trunc-normal 0.02. With 0.02 both factors of q . k are tiny, so the softmax over the motion tokens
+    starts exactly uniform and the gradient of each factor is proportional to the other: every pixel mixes
+    the same bases and nothing separates moving from static pixels (a trained storm-t still has weight
+    entropy 0.88 of the maximum). Xavier starts each pixel on a random, spatially smooth choice of tokens."""
+    if motion_head_init not in MOTION_HEAD_INITS:
+        raise StormModelError(f"motion_head_init {motion_head_init!r} is not one of "
+                              f"{', '.join(MOTION_HEAD_INITS)}")
     if net.affine_linear is not None:
         with torch.no_grad():
             net.affine_linear.weight.zero_()
             net.affine_linear.bias.copy_(torch.eye(3, 4).flatten())
+    if motion_head_init == "xavier":
+        if net.cfg.static:
+            raise StormModelError("motion_head_init='xavier' needs a model with motion tokens; this "
+                                  "configuration is static (num_motion_tokens=0)")
+        for mlp in (net.motion_key_head, *net.motion_query_heads):
+            for linear in (mlp.fc1, mlp.fc2):
+                nn.init.xavier_uniform_(linear.weight)
     return net
 
 
