@@ -60,7 +60,7 @@ def add_shared_arguments(p: argparse.ArgumentParser) -> None:
                    help="SLARM: class-balance power p of the feature (and label) loss, 0 (the reference) to 1")
     p.add_argument("--motion-head-init", default="reference", choices=MOTION_HEAD_INITS,
                    help="STORM: how the motion key/query heads start; xavier breaks the uniform softmax over "
-                        "the motion tokens that trunc-normal 0.02 (the reference) starts with")
+                        "the motion tokens that trunc-normal 0.02 (the reference) starts with (a probe)")
     for name, (default, text) in LOSS_WEIGHT_OPTIONS.items():
         p.add_argument("--" + name.replace("_", "-"), type=float, default=default,
                        help=f"{text} (reference {default:g})")

@@ -63,7 +63,8 @@ def init_for_training(net: StormNet, motion_head_init: str = "reference") -> Sto
     trunc-normal 0.02. With 0.02 both factors of q . k are tiny, so the softmax over the motion tokens
     starts exactly uniform and the gradient of each factor is proportional to the other: every pixel mixes
     the same bases and nothing separates moving from static pixels (a trained storm-t still has weight
-    entropy 0.88 of the maximum). Xavier starts each pixel on a random, spatially smooth choice of tokens."""
+    entropy 0.88 of the maximum). Xavier starts each pixel on a random, spatially smooth choice of tokens.
+    A probe, not a fix: trained so, storm-t puts every pixel on one token by step 800 (README, STORM table)."""
     if motion_head_init not in MOTION_HEAD_INITS:
         raise StormModelError(f"motion_head_init {motion_head_init!r} is not one of "
                               f"{', '.join(MOTION_HEAD_INITS)}")
