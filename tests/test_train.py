@@ -461,7 +461,7 @@ def test_depth_weight_scales_the_depth_term_only(store_root, tmp_path, model):
 
 def _motion_weight_entropy(net) -> float:
     """Mean entropy of the softmax over the motion tokens, as a fraction of its maximum, for random inputs."""
-    import math
+    from tests.benchmark_script import load_benchmark
 
     cap = {}
     hook = net.register_forward_hook(lambda m, i, o: cap.__setitem__("out", o))
@@ -473,8 +473,7 @@ def _motion_weight_entropy(net) -> float:
     with torch.no_grad():
         net(images, c2w, k, torch.tensor([[0.0, 0.5]]))
     hook.remove()
-    w = cap["out"].motion_weights.reshape(-1, net.cfg.num_motion_tokens)
-    return float(-(w.clamp_min(1e-12).log() * w).sum(-1).mean() / math.log(net.cfg.num_motion_tokens))
+    return float(load_benchmark("bench_motion_learned").token_entropy(cap["out"].motion_weights).mean())
 
 
 def test_xavier_motion_head_init_breaks_the_uniform_token_softmax():
